@@ -1,0 +1,143 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { WinnowError } from '../core/errors.js';
+import type { Doc, DocLookup } from '../core/types.js';
+import { readCorpus } from '../eval/io/beir.js';
+import { isRemoteRef, remoteScorer } from '../rerank/remote/index.js';
+import type { Scorer } from '../rerank/scorer.js';
+import { Bm25Index, type Bm25Params } from '../retrieve/bm25/index.js';
+import { Bm25Retriever, Bm25Scorer } from '../retrieve/bm25/stage.js';
+import type { Retriever } from '../retrieve/retriever.js';
+import type { SpecEnv } from './spec.js';
+
+export interface EnvOptions {
+  /** a BEIR corpus.jsonl (or a folder holding one): documents for retrievers and rerankers */
+  corpus?: string;
+  /** documents given inline (test_queries.jsonl candidates, request bodies) */
+  docs?: Map<string, Doc>;
+  /** where built BM25 indexes are kept between runs; none: build in memory every time */
+  indexCacheDir?: string;
+  /**
+   * an explicit BM25 index file (default parameters): loaded if it exists, else built and
+   * saved there. Unlike the cache, a damaged file here is an error, not a silent rebuild.
+   */
+  indexFile?: string;
+  progress?: boolean;
+}
+
+/**
+ * The environment a spec's names resolve in: `retrieve: bm25` and `rerank: bm25` use one BM25
+ * index over the corpus (or, without a corpus, over the inline documents, so BM25 can rerank
+ * supplied candidates with their own collection statistics). Indexes are built once per
+ * parameter set and, with `indexCacheDir`, saved and reused across runs while the corpus
+ * file is unchanged.
+ */
+export class WinnowEnv implements SpecEnv {
+  readonly docs: Map<string, Doc>;
+  private readonly indexes = new Map<string, Promise<Bm25Index>>();
+  private corpusLoaded?: Promise<void>;
+
+  private constructor(private readonly opts: EnvOptions) {
+    this.docs = opts.docs ?? new Map();
+  }
+
+  static async create(opts: EnvOptions): Promise<WinnowEnv> {
+    const env = new WinnowEnv({ ...opts, corpus: opts.corpus && corpusFile(opts.corpus) });
+    await env.loadCorpus();
+    return env;
+  }
+
+  get lookup(): DocLookup {
+    return this.docs;
+  }
+
+  /** Reads the corpus into memory once: rerankers need document text by id. */
+  private loadCorpus(): Promise<void> {
+    const file = this.opts.corpus;
+    if (!file) return Promise.resolve();
+    this.corpusLoaded ??= (async () => {
+      for await (const doc of readCorpus(file)) this.docs.set(doc.id, doc);
+    })();
+    return this.corpusLoaded;
+  }
+
+  bm25(params: Partial<Bm25Params> = {}): Promise<Bm25Index> {
+    const key = JSON.stringify([params.k1, params.b]);
+    let index = this.indexes.get(key);
+    if (!index) {
+      index = this.buildBm25(params);
+      this.indexes.set(key, index);
+    }
+    return index;
+  }
+
+  private async buildBm25(params: Partial<Bm25Params>): Promise<Bm25Index> {
+    if (this.docs.size === 0) {
+      throw new WinnowError('bad_input', 'BM25 needs documents', 'give a corpus (--dataset/--corpus) or candidates with text');
+    }
+    const explicit = this.opts.indexFile && params.k1 === undefined && params.b === undefined ? this.opts.indexFile : undefined;
+    if (explicit && existsSync(explicit)) return Bm25Index.load(explicit);
+    const cacheFile = explicit ?? this.indexCacheFile(params);
+    if (cacheFile && existsSync(cacheFile)) {
+      try {
+        return Bm25Index.load(cacheFile);
+      } catch (e) {
+        if (!(e instanceof WinnowError)) throw e;
+        process.stderr.write(`warning: rebuilding the cached BM25 index: ${e.message}\n`);
+      }
+    }
+    const index = await Bm25Index.build(this.docs.values(), {
+      params,
+      expectedCount: this.docs.size,
+      progress: this.opts.progress,
+    });
+    if (cacheFile) {
+      mkdirSync(path.dirname(cacheFile), { recursive: true });
+      index.save(cacheFile);
+    }
+    return index;
+  }
+
+  /** Keyed by corpus path, size and mtime and the BM25 parameters, so an edited corpus is reindexed. */
+  private indexCacheFile(params: Partial<Bm25Params>): string | undefined {
+    const { corpus } = this.opts;
+    if (!corpus || !this.opts.indexCacheDir) return undefined;
+    const st = statSync(corpus);
+    const key = createHash('sha1')
+      .update(JSON.stringify([path.resolve(corpus), st.size, st.mtimeMs, params.k1, params.b]))
+      .digest('hex')
+      .slice(0, 16);
+    return path.join(this.opts.indexCacheDir, `bm25-${key}.idx`);
+  }
+
+  async retriever(name: string, options: Record<string, unknown>, where: string): Promise<Retriever> {
+    if (name !== 'bm25') throw new WinnowError('bad_spec', `${where}: unknown retriever "${name}"`, 'known retrievers: bm25');
+    return new Bm25Retriever(await this.bm25(bm25Params(options, where)));
+  }
+
+  async scorer(ref: string, options: Record<string, unknown>, where: string): Promise<Scorer> {
+    if (ref === 'bm25') return new Bm25Scorer(await this.bm25(bm25Params(options, where)));
+    if (isRemoteRef(ref)) return remoteScorer(ref, options);
+    throw new WinnowError(
+      'bad_spec',
+      `${where}: unknown scorer "${ref}"`,
+      'a scorer is bm25, a model folder, or a remote API such as cohere:rerank-v3.5 or tei:http://host:port',
+    );
+  }
+}
+
+function bm25Params(options: Record<string, unknown>, where: string): Partial<Bm25Params> {
+  const params: Partial<Bm25Params> = {};
+  for (const [key, value] of Object.entries(options)) {
+    if (key === 'k') continue;
+    if ((key === 'k1' || key === 'b') && typeof value === 'number') params[key] = value;
+    else throw new WinnowError('bad_spec', `${where}: unknown BM25 option "${key}"`, 'BM25 takes k1 and b');
+  }
+  return params;
+}
+
+function corpusFile(p: string): string {
+  if (!existsSync(p)) throw new WinnowError('not_found', `corpus not found: ${p}`);
+  return statSync(p).isDirectory() ? path.join(p, 'corpus.jsonl') : p;
+}

@@ -1,0 +1,204 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { ScoreCache } from '../cascade/cache.js';
+import { WinnowEnv } from '../cascade/env.js';
+import { Pipeline } from '../cascade/pipeline.js';
+import { compileSpec, loadSpecFile } from '../cascade/spec.js';
+import { WinnowError } from '../core/errors.js';
+import type { Doc, Query } from '../core/types.js';
+import { runExperiment, type ExperimentResult } from '../eval/experiment.js';
+import { checkQrels, loadBeir, readQrelsTsv } from '../eval/io/beir.js';
+import { readTestQueries } from '../eval/io/testQueries.js';
+import { readQrels, writeRun } from '../eval/io/trec.js';
+import { readLines } from '../eval/io/lines.js';
+import type { Qrels } from '../eval/metrics.js';
+import { formatExperiment } from '../eval/table.js';
+import { Rerank } from '../rerank/rerank.js';
+import { intFlag, parseFlags } from './args.js';
+
+export const EVAL_USAGE = `usage: winnow eval (--dataset DIR [--split test] | --queries FILE [--qrels FILE] [--corpus FILE])
+                   [--first-pass bm25|none] [--first-k 1000]
+                   [--stage1-model REF] [--stage2-model REF] [--pool-size 100] [--final-k 10]
+                   [--spec FILE] [--json FILE] [--run FILE] [--cache-entries N]
+                   [--index FILE] [--index-cache DIR]
+
+  --dataset DIR       BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)
+  --queries FILE      queries.jsonl or test_queries.jsonl (queries with candidates and labels)
+  --qrels FILE        TREC qrels or BEIR qrels .tsv (else the labels in --queries)
+  --corpus FILE       corpus.jsonl for the first pass and for document text
+  --first-pass NAME   bm25 (default with a corpus) or none (rerank the given candidates)
+  --first-k K         candidates the first pass retrieves (default 1000)
+  --stage1-model REF  first rerank stage: a scorer name (bm25) or a model folder
+  --stage2-model REF  second rerank stage; stage 1 then keeps --pool-size candidates for it
+  --pool-size N       candidates passed from stage 1 to stage 2 (default 100)
+  --final-k K         cut after the last rerank stage, and the k of the final R@k (default 10)
+  --spec FILE         a full cascade spec (JSON/YAML) instead of the stage flags
+  --json FILE         write every number of the evaluation as JSON
+  --run FILE          write the final rankings as a TREC run file
+  --cache-entries N   score-cache capacity (default 1000000; 0 disables)
+  --index FILE        BM25 index file: loaded if present, else built and saved there
+  --index-cache DIR   keep built BM25 indexes here between runs (default .winnow-cache)`;
+
+const FLAGS = {
+  dataset: { type: 'string' },
+  split: { type: 'string', default: 'test' },
+  queries: { type: 'string' },
+  qrels: { type: 'string' },
+  corpus: { type: 'string' },
+  'first-pass': { type: 'string' },
+  'first-k': { type: 'string' },
+  'stage1-model': { type: 'string' },
+  'stage2-model': { type: 'string' },
+  'pool-size': { type: 'string' },
+  'final-k': { type: 'string' },
+  spec: { type: 'string' },
+  json: { type: 'string' },
+  run: { type: 'string' },
+  'cache-entries': { type: 'string' },
+  'index-cache': { type: 'string' },
+  index: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** What an evaluation runs on, however it was given. */
+export interface EvalInputs {
+  queries: Query[];
+  qrels: Qrels;
+  corpus?: string;
+  docs?: Map<string, Doc>;
+  candidates?: Map<string, string[]>;
+  warnings: string[];
+}
+
+/** The cascade the stage flags describe: first pass, stage 1 (cut to the pool), stage 2, final cut. */
+export interface CascadeFlags {
+  firstPass: 'bm25' | 'none';
+  firstK: number;
+  stage1?: string;
+  stage2?: string;
+  poolSize: number;
+  finalK: number;
+}
+
+export async function evalCommand(args: string[]): Promise<number> {
+  const { values } = parseFlags(args, FLAGS, EVAL_USAGE);
+  if (values.help) {
+    console.log(EVAL_USAGE);
+    return 0;
+  }
+  const inputs = await loadEvalInputs(values);
+  const finalK = intFlag(values['final-k'], 'final-k', 10);
+  const env = await WinnowEnv.create({
+    corpus: inputs.corpus,
+    docs: inputs.docs,
+    indexCacheDir: values['index-cache'] ?? '.winnow-cache',
+    indexFile: values.index,
+    progress: true,
+  });
+  if (inputs.corpus) inputs.warnings.push(...checkQrels(inputs.qrels, new Set(inputs.qrels.keys()), env.docs));
+  for (const w of inputs.warnings) process.stderr.write(`warning: ${w}\n`);
+
+  const pipeline = values.spec
+    ? await compileSpec(loadSpecFile(values.spec), env, values.spec)
+    : await cascadeFromFlags(
+        {
+          firstPass: firstPassFlag(values['first-pass'], inputs),
+          firstK: intFlag(values['first-k'], 'first-k', 1000),
+          stage1: values['stage1-model'],
+          stage2: values['stage2-model'],
+          poolSize: intFlag(values['pool-size'], 'pool-size', 100),
+          finalK,
+        },
+        env,
+      );
+  const cacheEntries = intFlag(values['cache-entries'], 'cache-entries', 1_000_000, 0);
+  const result = await runExperiment({
+    pipeline,
+    queries: inputs.queries,
+    qrels: inputs.qrels,
+    docs: env.lookup,
+    candidates: inputs.candidates,
+    cache: cacheEntries > 0 ? new ScoreCache({ maxEntries: cacheEntries }) : undefined,
+    finalK,
+    progress: true,
+  });
+  console.log(formatExperiment(result, finalK));
+  if (values.json) writeJson(values.json, { spec: pipeline.describe(), ...withoutRankings(result) });
+  if (values.run) await writeRun(values.run, result.rankings);
+  return 0;
+}
+
+export async function cascadeFromFlags(flags: CascadeFlags, env: WinnowEnv): Promise<Pipeline> {
+  let p = new Pipeline([]);
+  if (flags.firstPass === 'bm25') p = p.andThen(await env.retriever('bm25', {}, '--first-pass')).top(flags.firstK);
+  if (flags.stage1) {
+    p = p.andThen(new Rerank(await env.scorer(flags.stage1, {}, '--stage1-model'), 'stage1'));
+    if (flags.stage2) {
+      p = p.top(flags.poolSize).andThen(new Rerank(await env.scorer(flags.stage2, {}, '--stage2-model'), 'stage2'));
+    }
+    p = p.top(flags.finalK);
+  } else if (flags.stage2) {
+    throw new WinnowError('usage', '--stage2-model needs --stage1-model', 'use --stage1-model for a single rerank stage');
+  }
+  if (p.stages.length === 0) p = p.top(flags.finalK); // nothing to run: evaluate the given candidate order
+  return p;
+}
+
+function firstPassFlag(value: string | undefined, inputs: EvalInputs): 'bm25' | 'none' {
+  const v = value ?? (inputs.candidates ? 'none' : 'bm25');
+  if (v !== 'bm25' && v !== 'none') throw new WinnowError('usage', `--first-pass must be bm25 or none, got "${v}"`);
+  if (v === 'bm25' && !inputs.corpus && !inputs.docs?.size) {
+    throw new WinnowError('usage', 'a BM25 first pass needs a corpus', 'give --dataset or --corpus, or --first-pass none with candidates');
+  }
+  return v;
+}
+
+type EvalFlagValues = { dataset?: string; split?: string; queries?: string; qrels?: string; corpus?: string };
+
+export async function loadEvalInputs(values: EvalFlagValues): Promise<EvalInputs> {
+  if (values.dataset) {
+    if (values.queries || values.qrels || values.corpus) {
+      throw new WinnowError('usage', '--dataset cannot be combined with --queries/--qrels/--corpus');
+    }
+    const ds = await loadBeir(values.dataset, values.split ?? 'test');
+    return { queries: ds.queries, qrels: ds.qrels, corpus: ds.corpusFile, warnings: ds.warnings };
+  }
+  if (!values.queries) throw new WinnowError('usage', 'give --dataset DIR or --queries FILE', EVAL_USAGE);
+  const tq = await readTestQueries(values.queries);
+  const qrels = values.qrels ? await readAnyQrels(values.qrels) : tq.qrels;
+  const warnings = checkQrels(qrels, new Set(tq.queries.map((q) => q.id)));
+  const judged = tq.queries.filter((q) => qrels.has(q.id));
+  if (judged.length < tq.queries.length) {
+    warnings.push(`${tq.queries.length - judged.length} of ${tq.queries.length} queries have no relevance labels and are not evaluated`);
+  }
+  if (judged.length === 0) {
+    throw new WinnowError('bad_input', `no query in ${values.queries} has relevance labels`, 'give --qrels, or labels on the candidates');
+  }
+  const hasCandidates = [...tq.candidates.values()].some((c) => c.length > 0);
+  return {
+    queries: judged,
+    qrels,
+    corpus: values.corpus,
+    docs: tq.docs,
+    candidates: hasCandidates ? tq.candidates : undefined,
+    warnings,
+  };
+}
+
+/** BEIR qrels are tab-separated with a header; TREC qrels have four columns and none. */
+async function readAnyQrels(file: string): Promise<Qrels> {
+  for await (const { text } of readLines(file, 'qrels file')) {
+    return text.startsWith('query-id') || text.split(/\s+/).length === 3 ? readQrelsTsv(file) : readQrels(file);
+  }
+  throw new WinnowError('bad_input', `qrels file is empty: ${file}`);
+}
+
+function withoutRankings(r: ExperimentResult): Omit<ExperimentResult, 'rankings'> {
+  const { rankings: _omit, ...rest } = r;
+  return rest;
+}
+
+export function writeJson(file: string, value: unknown): void {
+  mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(value, null, 2)}\n`);
+}

@@ -1,0 +1,54 @@
+import { readFileSync } from 'node:fs';
+import { WinnowError } from '../core/errors.js';
+import { demoCommand } from './demo.js';
+import { evalCommand } from './eval.js';
+
+type Command = (args: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, { run: Command; summary: string }> = {
+  demo: { run: demoCommand, summary: 'run a complete cascade over the bundled Cranfield collection' },
+  eval: { run: evalCommand, summary: 'evaluate a cascade on a labelled query set (quality and per-stage latency)' },
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`);
+  return `usage: winnow <command> [flags]\n\ncommands:\n${lines.join('\n')}\n\nwinnow <command> --help shows a command's flags.`;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Entry point: returns the exit code. Every WinnowError becomes one message and a code, never a stack trace. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  try {
+    if (!name || name === '--help' || name === '-h' || name === 'help') {
+      console.log(usage());
+      return name ? 0 : 2;
+    }
+    if (name === '--version' || name === '-v') {
+      console.log(version());
+      return 0;
+    }
+    const command = COMMANDS[name];
+    if (!command) throw new WinnowError('usage', `unknown command "${name}"`, usage());
+    return await command.run(rest);
+  } catch (e) {
+    return reportError(e);
+  }
+}
+
+export function reportError(e: unknown): number {
+  if (e instanceof WinnowError) {
+    process.stderr.write(`winnow: error: ${e.message}\n`);
+    if (e.hint) process.stderr.write(`${e.hint}\n`);
+    return e.exitCode;
+  }
+  // Not a WinnowError: a bug in Winnow. Say so; show the stack only when asked.
+  process.stderr.write(`winnow: internal error: ${(e as Error)?.message ?? String(e)}\n`);
+  if (process.env.WINNOW_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
+  else process.stderr.write('set WINNOW_DEBUG=1 for details, and please report it\n');
+  return 70;
+}

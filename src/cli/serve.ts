@@ -1,0 +1,188 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { WinnowError } from '../core/errors.js';
+import { WinnowEnv } from '../cascade/env.js';
+import type { Pipeline } from '../cascade/pipeline.js';
+import { checkSpec, compileSpec, type CascadeSpec } from '../cascade/spec.js';
+import { withBatching } from '../serve/batcher.js';
+import { createServer, type ServeLimits } from '../serve/server.js';
+
+const USAGE = `usage: winnow serve --spec cascade.yaml [options]
+  --spec FILE           cascade spec (YAML/JSON): {name?, stages} or {cascades: {name: {stages}}}, optional serve: section
+  --port N              default 8080 (0 picks a free port)
+  --host H              default 127.0.0.1
+  --corpus PATH         corpus.jsonl (or a folder holding one): documents for retrievers, BM25 statistics
+  --default-model NAME  cascade used when a request names none (default: the first)
+  --max-batch N         most pairs per model call (default 64)
+  --max-wait-ms N       longest wait for a batch to fill (default 5)
+  --queue N             most pairs waiting per model; beyond it requests get 429 (default 1024)
+  --no-batching         call scorers directly, without micro-batching
+  --max-docs N          documents per request (default 1000)
+  --max-doc-chars N     characters per document (default 100000)
+  --max-query-chars N   characters per query (default 4096)
+  --max-body-bytes N    request body size (default 10485760)
+  --deadline-ms N       default time budget per request (default 30000)
+  --keys-file F         bearer tokens, one per line (or WINNOW_API_KEYS=k1,k2)`;
+
+/** `serve:` keys of a spec file, as written there, and the flag or limit each one sets. */
+const SERVE_KEYS: Record<string, string> = {
+  port: 'port',
+  host: 'host',
+  default_model: 'default-model',
+  max_batch: 'max-batch',
+  max_wait_ms: 'max-wait-ms',
+  queue: 'queue',
+  max_docs: 'max-docs',
+  max_doc_chars: 'max-doc-chars',
+  max_query_chars: 'max-query-chars',
+  max_body_bytes: 'max-body-bytes',
+  deadline_ms: 'deadline-ms',
+};
+
+export interface ServeSpecFile {
+  cascades: Map<string, CascadeSpec>;
+  /** settings from the spec's `serve:` section, keyed by CLI flag name */
+  settings: Record<string, string>;
+}
+
+/**
+ * Reads a serve spec: a single cascade `{name?, stages}` or several `{cascades: {name: {stages}}}`,
+ * each optionally with a `serve:` section of server settings (flags override it).
+ */
+export function loadServeSpec(file: string): ServeSpecFile {
+  let raw: unknown;
+  try {
+    raw = parseYaml(readFileSync(file, 'utf8'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new WinnowError('not_found', `spec file not found: ${file}`);
+    throw new WinnowError('bad_spec', `${file}: not valid YAML/JSON: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new WinnowError('bad_spec', `${file}: a spec is an object with "stages" or "cascades"`);
+  const o = raw as Record<string, unknown>;
+  const cascades = new Map<string, CascadeSpec>();
+  if (o.cascades !== undefined) {
+    if (!o.cascades || typeof o.cascades !== 'object' || Array.isArray(o.cascades)) {
+      throw new WinnowError('bad_spec', `${file}: "cascades" maps names to {stages: [...]}`);
+    }
+    if (o.stages !== undefined) throw new WinnowError('bad_spec', `${file}: give "stages" or "cascades", not both`);
+    for (const [name, spec] of Object.entries(o.cascades)) cascades.set(name, { ...checkSpec(spec, `${file}: cascades.${name}`), name });
+    if (cascades.size === 0) throw new WinnowError('bad_spec', `${file}: "cascades" is empty`);
+  } else {
+    const spec = checkSpec(o, file);
+    cascades.set(spec.name ?? 'default', { name: spec.name ?? 'default', stages: spec.stages });
+  }
+  const settings: Record<string, string> = {};
+  if (o.serve !== undefined) {
+    if (!o.serve || typeof o.serve !== 'object' || Array.isArray(o.serve)) throw new WinnowError('bad_spec', `${file}: "serve" is an object of settings`);
+    for (const [k, v] of Object.entries(o.serve)) {
+      const flag = SERVE_KEYS[k];
+      if (!flag) throw new WinnowError('bad_spec', `${file}: serve.${k} is not a setting`, `settings: ${Object.keys(SERVE_KEYS).join(', ')}`);
+      if (typeof v !== 'string' && typeof v !== 'number') throw new WinnowError('bad_spec', `${file}: serve.${k} must be a number or string`);
+      settings[flag] = String(v);
+    }
+  }
+  return { cascades, settings };
+}
+
+function intOf(flag: string, v: string | undefined, fallback: number, min = 1): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || n < min) throw new WinnowError('usage', `--${flag} must be an integer >= ${min}, got "${v}"`, USAGE);
+  return n;
+}
+
+function readKeys(file: string | undefined): string[] {
+  const fromEnv = (process.env.WINNOW_API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean);
+  if (!file) return fromEnv;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new WinnowError('not_found', `keys file not found: ${file}`);
+  }
+  const keys = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  if (keys.length === 0) throw new WinnowError('bad_input', `${file}: no keys (one bearer token per line)`);
+  return [...keys, ...fromEnv];
+}
+
+export async function serveCommand(args: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        spec: { type: 'string' },
+        port: { type: 'string' },
+        host: { type: 'string' },
+        corpus: { type: 'string' },
+        'default-model': { type: 'string' },
+        'max-batch': { type: 'string' },
+        'max-wait-ms': { type: 'string' },
+        queue: { type: 'string' },
+        'no-batching': { type: 'boolean' },
+        'max-docs': { type: 'string' },
+        'max-doc-chars': { type: 'string' },
+        'max-query-chars': { type: 'string' },
+        'max-body-bytes': { type: 'string' },
+        'deadline-ms': { type: 'string' },
+        'keys-file': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (e) {
+    throw new WinnowError('usage', (e as Error).message, USAGE);
+  }
+  if (values.help) {
+    process.stderr.write(USAGE + '\n');
+    return 0;
+  }
+  if (typeof values.spec !== 'string') throw new WinnowError('usage', 'serve needs --spec FILE', USAGE);
+  const { cascades: specs, settings } = loadServeSpec(values.spec);
+  const flag = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name] as string) : settings[name]);
+
+  const limits: ServeLimits = {
+    maxDocs: intOf('max-docs', flag('max-docs'), 1000),
+    maxDocChars: intOf('max-doc-chars', flag('max-doc-chars'), 100_000),
+    maxQueryChars: intOf('max-query-chars', flag('max-query-chars'), 4096),
+    maxBodyBytes: intOf('max-body-bytes', flag('max-body-bytes'), 10 * 1024 * 1024),
+    defaultDeadlineMs: intOf('deadline-ms', flag('deadline-ms'), 30_000),
+  };
+  const batching = {
+    maxBatch: intOf('max-batch', flag('max-batch'), 64),
+    maxWaitMs: intOf('max-wait-ms', flag('max-wait-ms'), 5, 0),
+    maxQueue: intOf('queue', flag('queue'), 1024),
+  };
+  const port = intOf('port', flag('port'), 8080, 0);
+  const host = flag('host') ?? '127.0.0.1';
+  const apiKeys = readKeys(flag('keys-file'));
+
+  const base = await WinnowEnv.create({ corpus: flag('corpus'), progress: false });
+  const env = values['no-batching'] ? base : withBatching(base, batching).env;
+  const cascades = new Map<string, Pipeline>();
+  for (const [name, spec] of specs) cascades.set(name, await compileSpec(spec, env, `${values.spec}: ${name}`));
+
+  const server = createServer({
+    cascades,
+    defaultCascade: flag('default-model'),
+    docs: base.lookup,
+    limits,
+    apiKeys,
+  });
+  const url = await server.listen(port, host);
+  process.stdout.write(
+    JSON.stringify({ ts: new Date().toISOString(), event: 'listening', url, models: [...cascades.keys()], auth: apiKeys.length > 0, batching: values['no-batching'] ? false : batching, limits }) + '\n',
+  );
+
+  // Graceful shutdown: stop accepting, finish in-flight requests, then exit 0.
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  const inFlight = server.inFlight;
+  await server.close();
+  process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), event: 'stopped', signal, in_flight_at_signal: inFlight }) + '\n');
+  return 0;
+}

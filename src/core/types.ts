@@ -1,0 +1,55 @@
+/** A query as it enters a cascade. `id` is what qrels and run files key on. */
+export interface Query {
+  readonly id: string;
+  readonly text: string;
+}
+
+/** A document. Retrievers index `title` + `text`; rerankers see them joined. */
+export interface Doc {
+  readonly id: string;
+  readonly title?: string;
+  readonly text: string;
+}
+
+/**
+ * One candidate in a ranking. `score` is the score that orders the ranking now;
+ * `scores` keeps the score every stage gave the hit, keyed by stage name, so later
+ * stages (fusion, calibration, reports) can see the whole history.
+ */
+export interface Hit {
+  readonly docId: string;
+  score: number;
+  scores: Record<string, number>;
+}
+
+/** A query with its ordered hits (best first). */
+export interface Ranking {
+  readonly query: Query;
+  hits: Hit[];
+}
+
+/**
+ * What a pointwise scorer's numbers mean. Calibration, thresholds and fusion depend on it:
+ * a sigmoid over an already calibrated probability squashes it toward 0.5.
+ */
+export type ScoreKind = 'logit' | 'probability' | 'similarity' | 'unbounded';
+
+/** Looks documents up by id; rerankers need the text behind a hit. */
+export interface DocLookup {
+  get(id: string): Doc | undefined;
+}
+
+/** Joins title and text the way every text model in Winnow sees a document. */
+export function docText(doc: Doc): string {
+  return doc.title ? `${doc.title} ${doc.text}` : doc.text;
+}
+
+/**
+ * Orders hits best first: score descending, then document id descending. The tie rule is
+ * trec_eval's, so a run file written from a ranking scores the same in trec_eval as in
+ * Winnow, and the order never depends on input order or an engine's iteration order.
+ */
+export function compareHits(a: Hit, b: Hit): number {
+  if (a.score !== b.score) return b.score - a.score;
+  return a.docId > b.docId ? -1 : a.docId < b.docId ? 1 : 0;
+}

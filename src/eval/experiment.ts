@@ -1,0 +1,139 @@
+import type { ScoreCache } from '../cascade/cache.js';
+import type { Pipeline } from '../cascade/pipeline.js';
+import { WinnowError } from '../core/errors.js';
+import { Progress } from '../core/progress.js';
+import { emptyStats, type StageStats, type TraceRow } from '../core/stage.js';
+import type { DocLookup, Query, Ranking } from '../core/types.js';
+import { evaluateRanking, type Measure, parseMeasure, type Qrels } from './metrics.js';
+import { type LatencySummary, mean, summarizeLatency } from './stats.js';
+
+export interface ExperimentOptions {
+  pipeline: Pipeline;
+  queries: readonly Query[];
+  qrels: Qrels;
+  /** text of documents, for rerank stages */
+  docs?: DocLookup;
+  /** the initial hits per query when the pipeline starts with a reranker (test_queries.jsonl) */
+  candidates?: ReadonlyMap<string, readonly string[]>;
+  cache?: ScoreCache;
+  /** cut-off for the final R@k */
+  finalK: number;
+  progress?: boolean;
+}
+
+export interface StageResult extends StageStats {
+  stage: string;
+  /** mean candidates per query entering and leaving the stage */
+  in: number;
+  out: number;
+  /** recall of everything the stage kept, and nDCG@10 of its ranking */
+  metrics: { 'R@out': number; 'nDCG@10': number };
+  latencyMs: LatencySummary;
+}
+
+export interface ExperimentResult {
+  queries: number;
+  stages: StageResult[];
+  /** RR@10, nDCG@10, R@finalK of the final ranking, mean over queries */
+  final: Record<string, number>;
+  perQuery: Record<string, Record<string, number>>;
+  latencyMs: LatencySummary;
+  cache?: { hits: number; misses: number; hitRatio: number; entries: number };
+  rankings: Ranking[];
+}
+
+const NDCG10 = parseMeasure('nDCG@10');
+const RECALL_ALL: Measure = { name: 'R', kind: 'R', relLevel: 1 };
+
+/**
+ * Runs a cascade query by query (so per-stage latency is per query, as a user sees it) and
+ * measures after every phase: how many candidates went in and out, pairs scored, recall of
+ * what was kept, nDCG@10, and latency percentiles.
+ */
+export async function runExperiment(opts: ExperimentOptions): Promise<ExperimentResult> {
+  const { pipeline, queries, qrels } = opts;
+  if (queries.length === 0) throw new WinnowError('bad_input', 'no queries to evaluate', 'check --split and the qrels file');
+  const finalMeasures = ['RR@10', 'nDCG@10', `R@${opts.finalK}`].map(parseMeasure);
+  const phases = pipeline.phases();
+  const firstIsRetriever = phases[0][0].kind === 'retriever' || phases[0][0].kind === 'fusion';
+  if (!firstIsRetriever && !opts.candidates) {
+    throw new WinnowError(
+      'bad_input',
+      'the cascade starts with a reranker but no candidates were given',
+      'add a first pass (--first-pass bm25) or give candidates in test_queries.jsonl',
+    );
+  }
+
+  const rows: { row: TraceRow; r: number; ndcg: number }[][] = phases.map(() => []);
+  const totalMs: number[] = [];
+  const perQuery: Record<string, Record<string, number>> = {};
+  const rankings: Ranking[] = [];
+  const progress = opts.progress ? new Progress('eval', queries.length, 'queries') : undefined;
+  const cacheBefore = opts.cache ? { hits: opts.cache.hits, misses: opts.cache.misses } : undefined;
+
+  for (const query of queries) {
+    const judged = qrels.get(query.id);
+    const initial: Ranking = {
+      query,
+      hits: (opts.candidates?.get(query.id) ?? []).map((docId, i, all) => ({
+        docId,
+        // given order is the starting order; later stages replace it
+        score: all.length - i,
+        scores: {},
+      })),
+    };
+    let phase = 0;
+    const t0 = performance.now();
+    const [out] = await pipeline.run([initial], {
+      docs: opts.docs,
+      stats: emptyStats(),
+      cache: opts.cache,
+      observe: (row, result) => {
+        const ids = result[0].hits.map((h) => h.docId);
+        rows[phase++].push({
+          row,
+          r: evaluateRanking(judged, ids, RECALL_ALL),
+          ndcg: evaluateRanking(judged, ids, NDCG10),
+        });
+      },
+    });
+    totalMs.push(performance.now() - t0);
+    const ids = out.hits.map((h) => h.docId);
+    perQuery[query.id] = Object.fromEntries(finalMeasures.map((m) => [m.name, evaluateRanking(judged, ids, m)]));
+    rankings.push(out);
+    progress?.tick();
+  }
+  progress?.finish();
+
+  const stages = rows.map((list): StageResult => {
+    const sum = emptyStats();
+    for (const { row } of list) {
+      for (const key of Object.keys(sum) as (keyof StageStats)[]) sum[key] += row[key];
+    }
+    return {
+      stage: list[0].row.stage,
+      in: mean(list.map((x) => x.row.in)),
+      out: mean(list.map((x) => x.row.out)),
+      ...sum,
+      metrics: { 'R@out': mean(list.map((x) => x.r)), 'nDCG@10': mean(list.map((x) => x.ndcg)) },
+      latencyMs: summarizeLatency(list.map((x) => x.row.ms)),
+    };
+  });
+  const final = Object.fromEntries(
+    finalMeasures.map((m) => [m.name, mean(queries.map((q) => perQuery[q.id][m.name]))]),
+  );
+  const result: ExperimentResult = {
+    queries: queries.length,
+    stages,
+    final,
+    perQuery,
+    latencyMs: summarizeLatency(totalMs),
+    rankings,
+  };
+  if (opts.cache && cacheBefore) {
+    const hits = opts.cache.hits - cacheBefore.hits;
+    const misses = opts.cache.misses - cacheBefore.misses;
+    result.cache = { hits, misses, hitRatio: hits + misses > 0 ? hits / (hits + misses) : 0, entries: opts.cache.size };
+  }
+  return result;
+}

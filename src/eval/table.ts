@@ -1,0 +1,54 @@
+import type { ExperimentResult } from './experiment.js';
+
+/** Formats rows as an aligned text table; numbers right-aligned, text left-aligned. */
+export function textTable(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, c) => Math.max(...cells.map((r) => r[c].length)));
+  const numeric = header.map((_, c) => rows.every((r) => typeof r[c] === 'number' || /^[\d.\s→,/%-]+$/.test(String(r[c]))));
+  const line = (r: string[]) => r.map((cell, c) => (numeric[c] && c > 0 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '─'.repeat(w)).join('  '), ...cells.slice(1).map(line)].join('\n');
+}
+
+const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : 'n/a');
+const ms = (x: number) => (x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : x.toFixed(0));
+const count = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(1));
+
+/** The eval table: one row per stage, then the final quality, latency and cache lines. */
+export function formatExperiment(r: ExperimentResult, finalK: number): string {
+  const showCache = r.stages.some((s) => s.cacheHits + s.cacheMisses > 0);
+  const showTrunc = r.stages.some((s) => s.truncated + s.windowed > 0);
+  const showUsage = r.stages.some((s) => s.searchUnits + s.tokens > 0);
+  const header = ['stage', 'in → out', 'pairs', 'R@out', 'nDCG@10', 'p50 ms', 'p95 ms', 'p99 ms'];
+  if (showCache) header.push('cache hit/miss');
+  if (showTrunc) header.push('truncated/windowed');
+  if (showUsage) header.push('units/tokens');
+  const rows = r.stages.map((s) => {
+    const row: (string | number)[] = [
+      s.stage,
+      `${count(s.in)} → ${count(s.out)}`,
+      s.pairs,
+      f3(s.metrics['R@out']),
+      f3(s.metrics['nDCG@10']),
+      ms(s.latencyMs.p50),
+      ms(s.latencyMs.p95),
+      ms(s.latencyMs.p99),
+    ];
+    if (showCache) row.push(`${s.cacheHits}/${s.cacheMisses}`);
+    if (showTrunc) row.push(`${s.truncated}/${s.windowed}`);
+    if (showUsage) row.push(`${s.searchUnits}/${s.tokens}`);
+    return row;
+  });
+  const lines = [textTable(header, rows), ''];
+  lines.push(
+    `final (${r.queries} queries): RR@10 ${f3(r.final['RR@10'])}  nDCG@10 ${f3(r.final['nDCG@10'])}  R@${finalK} ${f3(r.final[`R@${finalK}`])}`,
+  );
+  lines.push(
+    `latency per query: p50 ${ms(r.latencyMs.p50)} ms  p95 ${ms(r.latencyMs.p95)} ms  p99 ${ms(r.latencyMs.p99)} ms  mean ${ms(r.latencyMs.mean)} ms`,
+  );
+  if (r.cache) {
+    lines.push(
+      `score cache: ${r.cache.hits} hits, ${r.cache.misses} misses (${(100 * r.cache.hitRatio).toFixed(1)}% hit), ${r.cache.entries} entries`,
+    );
+  }
+  return lines.join('\n');
+}

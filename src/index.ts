@@ -1,0 +1,21 @@
+// The library API. The CLI and the server are thin shells over these.
+export * from './core/types.js';
+export * from './core/errors.js';
+export * from './core/stage.js';
+export { Pipeline, then } from './cascade/pipeline.js';
+export { TopK, Threshold } from './cascade/cutoff.js';
+export { Fusion, type FusionMethod } from './cascade/fusion.js';
+export { type Calibration, calibrate } from './cascade/calibration.js';
+export { ScoreCache, type ScoreCacheOptions } from './cascade/cache.js';
+export { compileSpec, loadSpecFile, checkSpec, type CascadeSpec, type SpecEnv } from './cascade/spec.js';
+export { WinnowEnv, type EnvOptions } from './cascade/env.js';
+export { Retriever, DEFAULT_RETRIEVE_K } from './retrieve/retriever.js';
+export { Bm25Index, type Bm25Params } from './retrieve/bm25/index.js';
+export { Bm25Retriever, Bm25Scorer } from './retrieve/bm25/stage.js';
+export { Rerank } from './rerank/rerank.js';
+export type { Scorer } from './rerank/scorer.js';
+export * from './eval/metrics.js';
+export { runExperiment, type ExperimentOptions, type ExperimentResult, type StageResult } from './eval/experiment.js';
+export { loadBeir, readCorpus, readQueries, readQrelsTsv, checkQrels } from './eval/io/beir.js';
+export { readRun, readQrels, writeRun } from './eval/io/trec.js';
+export { readTestQueries, type TestQueries } from './eval/io/testQueries.js';

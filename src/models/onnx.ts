@@ -1,0 +1,204 @@
+import { availableParallelism } from 'node:os';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import ort from 'onnxruntime-node';
+import { WinnowError } from '../core/errors.js';
+import type { EncodedBatch } from './tokenizer.js';
+
+/**
+ * ONNX Runtime sessions for transformer encoders. One session per (model file, options) is
+ * shared by every stage that uses it, so a cascade that names a model twice loads it once;
+ * scorers `release()` their handle and the last one out closes the session.
+ */
+
+export interface SessionOptions {
+  /** intra-op threads; default: every core */
+  threads?: number;
+  /** ORT graph optimisation level; default `all` */
+  graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
+}
+
+/** A batch row count and sequence count, bumped on every run (tests and traces read them). */
+export interface RunCounters {
+  runs: number;
+  sequences: number;
+}
+
+export interface ModelSession {
+  /** resolved path of the .onnx file */
+  readonly file: string;
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  /** whether the graph takes `token_type_ids` (BERT does; XLM-R and ModernBERT do not) */
+  readonly usesTokenTypes: boolean;
+  /** the dimensions of each output in the warm-up run (batch 1, 2 tokens) */
+  readonly warmupDims: Readonly<Record<string, readonly number[]>>;
+  readonly counters: RunCounters;
+  /** runs the encoder on a padded batch; returns every output */
+  run(batch: EncodedBatch): Promise<Record<string, ort.Tensor>>;
+  /** drops this handle; the session closes when no handle is left */
+  release(): Promise<void>;
+}
+
+const INPUTS = new Set(['input_ids', 'attention_mask', 'token_type_ids']);
+
+interface Entry {
+  refs: number;
+  session: Promise<SharedSession>;
+}
+
+const registry = new Map<string, Entry>();
+
+/**
+ * Opens (or shares) the session for `file`. `warmupIds` are two valid token ids (e.g.
+ * [CLS], [SEP]) for the warm-up run, which also reveals the output shapes.
+ */
+export async function openSession(file: string, warmupIds: [number, number], options: SessionOptions = {}): Promise<ModelSession> {
+  const resolved = path.resolve(file);
+  const threads = options.threads ?? availableParallelism();
+  const graphOptimization = options.graphOptimization ?? 'all';
+  const key = JSON.stringify([resolved, threads, graphOptimization]);
+  let entry = registry.get(key);
+  if (!entry) {
+    entry = { refs: 0, session: SharedSession.create(resolved, threads, graphOptimization, warmupIds) };
+    registry.set(key, entry);
+    entry.session.catch(() => registry.delete(key));
+  }
+  entry.refs++;
+  const shared = await entry.session;
+  const e = entry;
+  let released = false;
+  return {
+    file: resolved,
+    inputNames: shared.inputNames,
+    outputNames: shared.outputNames,
+    usesTokenTypes: shared.inputNames.includes('token_type_ids'),
+    warmupDims: shared.warmupDims,
+    counters: shared.counters,
+    run: (batch) => shared.run(batch),
+    release: async () => {
+      if (released) return;
+      released = true;
+      if (--e.refs === 0) {
+        registry.delete(key);
+        await shared.session.release();
+      }
+    },
+  };
+}
+
+/** How many distinct sessions are open (for tests of the sharing). */
+export function openSessionCount(): number {
+  return registry.size;
+}
+
+class SharedSession {
+  readonly counters: RunCounters = { runs: 0, sequences: 0 };
+  warmupDims: Record<string, readonly number[]> = {};
+
+  private constructor(
+    readonly session: ort.InferenceSession,
+    readonly file: string,
+    readonly inputNames: readonly string[],
+    readonly outputNames: readonly string[],
+  ) {}
+
+  static async create(
+    file: string,
+    threads: number,
+    graphOptimization: NonNullable<SessionOptions['graphOptimization']>,
+    warmupIds: [number, number],
+  ): Promise<SharedSession> {
+    const dir = path.dirname(path.dirname(file));
+    let bytes: Uint8Array;
+    try {
+      if (!(await stat(file)).isFile()) throw Object.assign(new Error('not a file'), { code: 'ENOENT' });
+      bytes = await readFile(file);
+    } catch (e) {
+      throw new WinnowError(
+        'model_error',
+        `${dir}: model file ${path.relative(dir, file) || file} is missing (${(e as NodeJS.ErrnoException).code ?? 'unreadable'})`,
+        'pull the model again (winnow models pull) or pick the ONNX file with onnxFile / quantized',
+      );
+    }
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: graphOptimization,
+        executionProviders: ['cpu'],
+      });
+    } catch (e) {
+      throw new WinnowError(
+        'model_error',
+        `${file}: not a loadable ONNX model (${firstLine(e)})`,
+        'the file is corrupt or truncated; delete the model folder and pull it again',
+      );
+    }
+    const inputs = session.inputNames;
+    const unknown = inputs.filter((n) => !INPUTS.has(n));
+    if (!inputs.includes('input_ids') || unknown.length > 0) {
+      await session.release();
+      throw new WinnowError(
+        'model_error',
+        `${file}: expected a text encoder with inputs input_ids, attention_mask[, token_type_ids]; it takes ${inputs.join(', ')}`,
+        'export the model with optimum (feature-extraction or text-classification task) without past key values',
+      );
+    }
+    const shared = new SharedSession(session, file, inputs, session.outputNames);
+    const warm = await shared.run({
+      batch: 1,
+      length: 2,
+      inputIds: BigInt64Array.from(warmupIds.map(BigInt)),
+      attentionMask: new BigInt64Array([1n, 1n]),
+      tokenTypeIds: new BigInt64Array(2),
+      lengths: new Int32Array([2]),
+    });
+    shared.counters.runs = 0;
+    shared.counters.sequences = 0;
+    for (const [name, t] of Object.entries(warm)) shared.warmupDims[name] = t.dims;
+    return shared;
+  }
+
+  async run(batch: EncodedBatch): Promise<Record<string, ort.Tensor>> {
+    const dims = [batch.batch, batch.length];
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const name of this.inputNames) {
+      const data = name === 'input_ids' ? batch.inputIds : name === 'attention_mask' ? batch.attentionMask : batch.tokenTypeIds;
+      feeds[name] = new ort.Tensor('int64', data, dims);
+    }
+    this.counters.runs++;
+    this.counters.sequences += batch.batch;
+    try {
+      return await this.session.run(feeds);
+    } catch (e) {
+      throw new WinnowError('model_error', `${this.file}: inference failed (${firstLine(e)})`);
+    }
+  }
+}
+
+function firstLine(e: unknown): string {
+  return String((e as Error)?.message ?? e).split('\n')[0].slice(0, 300);
+}
+
+/** float32 data of an output tensor (fp16 exports declare float32 outputs in practice). */
+export function floatData(t: ort.Tensor): Float32Array {
+  if (t.data instanceof Float32Array) return t.data;
+  if (t.data instanceof Float64Array) return Float32Array.from(t.data);
+  throw new WinnowError('model_error', `model output has type ${t.type}, expected float32`);
+}
+
+/**
+ * Groups sequence indices into batches of similar length (longest first), so padding to
+ * each batch's longest row wastes little. Returns the index lists; order inside a batch
+ * does not change any score because rows never attend to each other.
+ */
+export function lengthSortedBatches(lengths: ArrayLike<number>, batchSize: number): Int32Array[] {
+  const order = Int32Array.from({ length: lengths.length }, (_, i) => i);
+  order.sort((a, b) => lengths[b] - lengths[a] || a - b);
+  const out: Int32Array[] = [];
+  const size = Math.max(1, Math.floor(batchSize));
+  for (let i = 0; i < order.length; i += size) out.push(order.subarray(i, i + size));
+  return out;
+}

@@ -1,0 +1,188 @@
+import { WinnowError } from '../core/errors.js';
+import type { StageStats } from '../core/stage.js';
+import { docText, type Doc, type ScoreKind } from '../core/types.js';
+import { readModelFolder, type FolderOptions, type ModelFolder } from '../models/folder.js';
+import { floatData, lengthSortedBatches, openSession, type ModelSession, type RunCounters, type SessionOptions } from '../models/onnx.js';
+import type { Encoding, PairTruncation } from '../models/tokenizer.js';
+import { windowStarts } from '../text/windows.js';
+import type { Scorer } from './scorer.js';
+
+export type CrossEncoderActivation = 'none' | 'sigmoid' | 'softmax';
+
+export interface PassageWindows {
+  /** document tokens per window; default: what the query leaves of the max length */
+  size?: number;
+  /** tokens between window starts; default half the size */
+  stride?: number;
+  /** `max` scores every window and keeps the best; `first` keeps only the first window */
+  aggregate?: 'max' | 'first';
+}
+
+export interface CrossEncoderOptions extends FolderOptions, SessionOptions {
+  /** tokens per (query, document) pair; default the model's (tokenizer/config) limit */
+  maxLength?: number;
+  /** pairs per model call; default 32 */
+  batchSize?: number;
+  /** default `keep_query`: cut the document, never the query unless it alone overflows */
+  truncation?: PairTruncation;
+  /**
+   * `none` (default) gives logits: the single logit, or logit(1) - logit(0) for 2-label
+   * models, which is the log-odds of the positive class. `sigmoid` (1 label) and `softmax`
+   * (2 labels, positive class = label 1) give probabilities.
+   */
+  activation?: CrossEncoderActivation;
+  /** split long documents into passage windows instead of cutting them */
+  windows?: PassageWindows;
+}
+
+/**
+ * A cross-encoder over ONNX Runtime: each (query, document) pair goes through the model
+ * together. Pairs are sorted by token length and padded per batch only to the longest row.
+ */
+export class CrossEncoder implements Scorer {
+  readonly id: string;
+  readonly kind: ScoreKind;
+  readonly maxLength: number;
+  private readonly batchSize: number;
+  private readonly truncation: PairTruncation;
+  private readonly activation: CrossEncoderActivation;
+  private readonly labels: number;
+  private readonly output: string;
+
+  private constructor(
+    readonly folder: ModelFolder,
+    private readonly session: ModelSession,
+    private readonly options: CrossEncoderOptions,
+  ) {
+    const dims = pickLogits(folder, session);
+    this.output = dims.name;
+    this.labels = dims.labels;
+    this.maxLength = Math.min(options.maxLength ?? folder.maxLength, folder.maxLength);
+    this.batchSize = options.batchSize ?? 32;
+    this.truncation = options.truncation ?? 'keep_query';
+    this.activation = options.activation ?? 'none';
+    if (this.labels > 2) {
+      throw new WinnowError('model_error', `${folder.dir}: ${this.labels} labels; a relevance cross-encoder has 1 or 2`);
+    }
+    const wanted = this.labels === 1 ? 'sigmoid' : 'softmax';
+    if (this.activation !== 'none' && this.activation !== wanted) {
+      throw new WinnowError(
+        'usage',
+        `activation ${this.activation} does not fit a ${this.labels}-label cross-encoder (${folder.dir})`,
+        `use activation "${wanted}" or "none"`,
+      );
+    }
+    const manifestKind = folder.manifest?.scoreKind;
+    this.kind = this.activation !== 'none' ? 'probability' : manifestKind === 'probability' ? 'probability' : 'logit';
+    const w = options.windows;
+    this.id = [
+      `cross-encoder:${folder.id}`,
+      folder.revision ? `rev=${folder.revision}` : '',
+      `onnx=${folder.onnxPath.slice(folder.dir.length + 1)}`,
+      `max=${this.maxLength}`,
+      `trunc=${this.truncation}`,
+      w ? `windows=${w.size ?? 'auto'}/${w.stride ?? 'auto'}/${w.aggregate ?? 'max'}` : '',
+      `act=${this.activation}`,
+    ]
+      .filter(Boolean)
+      .join('|');
+  }
+
+  static async load(folder: string | ModelFolder, options: CrossEncoderOptions = {}): Promise<CrossEncoder> {
+    const f = typeof folder === 'string' ? readModelFolder(folder, options) : folder;
+    const session = await openSession(f.onnxPath, warmupIds(f), options);
+    try {
+      return new CrossEncoder(f, session, options);
+    } catch (e) {
+      await session.release();
+      throw e;
+    }
+  }
+
+  /** model calls and sequences so far (shared by every user of the session) */
+  get counters(): RunCounters {
+    return this.session.counters;
+  }
+
+  async score(query: string, docs: readonly Doc[], stats?: StageStats): Promise<Float32Array> {
+    const tok = this.folder.tokenizer;
+    const q = tok.ids(query);
+    const budget = this.maxLength - tok.pairSpecials;
+    const seqs: Encoding[] = [];
+    const owner: number[] = [];
+    const w = this.options.windows;
+    for (let i = 0; i < docs.length; i++) {
+      const d = tok.ids(docText(docs[i]));
+      const room = Math.max(1, budget - q.length);
+      if (!w || d.length <= room || q.length >= budget) {
+        const e = tok.encodePairIds(q, d, this.maxLength, this.truncation);
+        if (e.cut > 0 && stats) stats.truncated++;
+        seqs.push(e);
+        owner.push(i);
+        continue;
+      }
+      const size = Math.min(w.size ?? room, room);
+      const starts = w.aggregate === 'first' ? new Int32Array([0]) : windowStarts(d.length, { size, stride: w.stride ?? Math.max(1, size >> 1) });
+      if (stats) {
+        if (starts.length > 1) stats.windowed++;
+        else stats.truncated++;
+      }
+      for (const s of starts) {
+        seqs.push(tok.encodePairIds(q, d.subarray(s, s + size), this.maxLength, this.truncation));
+        owner.push(i);
+      }
+    }
+    const raw = await this.run(seqs);
+    const out = new Float32Array(docs.length).fill(-Infinity);
+    for (let j = 0; j < seqs.length; j++) if (raw[j] > out[owner[j]]) out[owner[j]] = raw[j];
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.session.release();
+  }
+
+  /** one score per sequence, in input order */
+  private async run(seqs: Encoding[]): Promise<Float32Array> {
+    const scores = new Float32Array(seqs.length);
+    const lengths = seqs.map((s) => s.ids.length);
+    for (const idx of lengthSortedBatches(lengths, this.batchSize)) {
+      const batch = this.folder.tokenizer.pad(Array.from(idx, (i) => seqs[i]));
+      const outputs = await this.session.run(batch);
+      const logits = floatData(outputs[this.output]);
+      for (let r = 0; r < idx.length; r++) scores[idx[r]] = this.activate(logits, r * this.labels);
+    }
+    return scores;
+  }
+
+  private activate(logits: Float32Array, o: number): number {
+    if (this.labels === 1) {
+      const x = logits[o];
+      return this.activation === 'sigmoid' ? 1 / (1 + Math.exp(-x)) : x;
+    }
+    const diff = logits[o + 1] - logits[o];
+    // softmax over two labels is the sigmoid of their difference
+    return this.activation === 'softmax' ? 1 / (1 + Math.exp(-diff)) : diff;
+  }
+}
+
+/** Two token ids that are valid for any tokenizer: the special tokens of an empty text. */
+export function warmupIds(folder: ModelFolder): [number, number] {
+  const e = folder.tokenizer.encodeIds(new Int32Array(0)).ids;
+  const a = e[0] ?? folder.tokenizer.padId;
+  return [a, e[1] ?? a];
+}
+
+function pickLogits(folder: ModelFolder, session: ModelSession): { name: string; labels: number } {
+  const name = session.outputNames.includes('logits') ? 'logits' : session.outputNames[0];
+  const dims = session.warmupDims[name];
+  if (!dims || dims.length !== 2) {
+    const seen = session.outputNames.map((n) => `${n} [${session.warmupDims[n]?.join(', ')}]`).join(', ');
+    throw new WinnowError(
+      'model_error',
+      `${folder.dir}: not a cross-encoder: it outputs ${seen}, a cross-encoder outputs logits [batch, labels]`,
+      'token embeddings ([batch, tokens, hidden]) mean an embedding model: use it as a bi-encoder (task "embedding")',
+    );
+  }
+  return { name, labels: dims[1] };
+}

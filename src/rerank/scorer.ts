@@ -1,0 +1,25 @@
+import type { StageStats } from '../core/stage.js';
+import type { Doc, ScoreKind } from '../core/types.js';
+
+/**
+ * A pointwise relevance model: one score per (query, document) pair. Model adapters
+ * (cross-encoders, bi-encoders, hosted APIs, BM25 over candidates) implement only this;
+ * `Rerank` turns any scorer into a stage with caching and bookkeeping done once.
+ */
+export interface Scorer {
+  /**
+   * Identity for caches and reports: everything that changes the numbers (model id and
+   * revision, max length, truncation side, pooling, prefixes). Two scorers with equal ids
+   * must give equal scores.
+   */
+  readonly id: string;
+  /** what the numbers mean; calibration and thresholds depend on it */
+  readonly kind: ScoreKind;
+  /**
+   * Scores `docs` against `query`, in order. Scorers report documents they truncated or
+   * split into windows through `stats`.
+   */
+  score(query: string, docs: readonly Doc[], stats?: StageStats): Promise<Float32Array>;
+  /** releases sessions or sockets; optional */
+  close?(): Promise<void>;
+}

@@ -1,0 +1,32 @@
+import type { Stage, StageContext, StageDescription } from '../core/stage.js';
+import type { Hit, Query, Ranking } from '../core/types.js';
+
+/** Depth a retriever goes to when no cut-off follows it (PyTerrier and trec_eval runs use 1000). */
+export const DEFAULT_RETRIEVE_K = 1000;
+
+/**
+ * A stage that produces candidates from an index and ignores the hits it is given. `k` is
+ * how deep it retrieves; `Pipeline.compile` lowers it when a cut-off follows, so a retriever
+ * fetches k hits instead of everything.
+ */
+export abstract class Retriever implements Stage {
+  readonly kind = 'retriever' as const;
+
+  constructor(
+    readonly name: string,
+    readonly k: number = DEFAULT_RETRIEVE_K,
+  ) {}
+
+  /** The same retriever going to another depth. */
+  abstract withK(k: number): Retriever;
+
+  abstract retrieve(query: Query, k: number, ctx: StageContext): Promise<Hit[]>;
+
+  abstract describe(): StageDescription;
+
+  async run(batch: readonly Ranking[], ctx: StageContext): Promise<Ranking[]> {
+    const out: Ranking[] = [];
+    for (const r of batch) out.push({ query: r.query, hits: await this.retrieve(r.query, this.k, ctx) });
+    return out;
+  }
+}

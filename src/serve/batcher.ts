@@ -1,0 +1,312 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { WinnowError } from '../core/errors.js';
+import { emptyStats, type StageStats } from '../core/stage.js';
+import type { Doc, ScoreKind } from '../core/types.js';
+import type { SpecEnv } from '../cascade/spec.js';
+import type { Scorer } from '../rerank/scorer.js';
+
+/**
+ * A scorer that can score several queries' documents in one model call (a cross-encoder
+ * batches (query, doc) pairs regardless of query). The batcher uses it when present so
+ * concurrent requests with different queries share one inference batch; otherwise it merges
+ * only calls with the same query and runs the rest one after another.
+ */
+export interface MultiQueryScorer extends Scorer {
+  scoreMany(requests: readonly { query: string; docs: readonly Doc[] }[], stats?: StageStats): Promise<Float32Array[]>;
+}
+
+export function isMultiQueryScorer(s: Scorer): s is MultiQueryScorer {
+  return typeof (s as Partial<MultiQueryScorer>).scoreMany === 'function';
+}
+
+/**
+ * The request a scoring call belongs to. The server runs each request's cascade inside
+ * `requestScope.run(...)`; the batcher reads it to drop queued pairs of a request whose
+ * deadline passed (the Scorer interface has no place for a signal, and should not need one).
+ */
+export const requestScope = new AsyncLocalStorage<{ signal: AbortSignal }>();
+
+export interface BatcherOptions {
+  /** most (query, doc) pairs in one model call */
+  maxBatch?: number;
+  /** how long the first queued pair waits for company before its batch is sent */
+  maxWaitMs?: number;
+  /** most pairs waiting (not yet sent to the model); beyond it calls fail with `BackpressureError` */
+  maxQueue?: number;
+  /** model calls in flight at once; 1 serialises access to a single ONNX session */
+  concurrency?: number;
+}
+
+/** The queue is full: the caller should retry later (HTTP 429 + Retry-After). */
+export class BackpressureError extends WinnowError {
+  constructor(
+    readonly scorer: string,
+    readonly queued: number,
+    readonly maxQueue: number,
+    readonly retryAfterSeconds: number,
+  ) {
+    super('unavailable', `${scorer}: scoring queue is full (${queued} pairs waiting, limit ${maxQueue})`, 'retry after the Retry-After delay');
+    this.name = 'BackpressureError';
+  }
+}
+
+/** A request's deadline passed while its pairs were still waiting. */
+export class AbortedError extends WinnowError {
+  constructor(scorer: string) {
+    super('unavailable', `${scorer}: request aborted before scoring`);
+    this.name = 'AbortedError';
+  }
+}
+
+export interface BatchEvent {
+  scorer: string;
+  pairs: number;
+  requests: number;
+  ms: number;
+}
+
+interface Pending {
+  query: string;
+  docs: readonly Doc[];
+  scores: Float32Array;
+  /** next doc to put into a batch */
+  next: number;
+  /** docs whose scores came back */
+  done: number;
+  stats?: StageStats;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+  resolve(s: Float32Array): void;
+  reject(e: unknown): void;
+}
+
+interface Slice {
+  p: Pending;
+  from: number;
+  to: number;
+}
+
+/**
+ * Wraps a scorer so concurrent `score()` calls are merged into batches of at most `maxBatch`
+ * pairs, waiting at most `maxWaitMs` for company; results are routed back to each caller.
+ * A large call is split across batches, so no model call exceeds `maxBatch` pairs. The queue
+ * is bounded in pairs: a call that would overflow it fails at once with `BackpressureError`
+ * rather than waiting unboundedly (an idle queue always accepts one call, however large).
+ */
+export class BatchingScorer implements Scorer {
+  readonly id: string;
+  readonly kind: ScoreKind;
+  readonly maxBatch: number;
+  readonly maxWaitMs: number;
+  readonly maxQueue: number;
+  readonly concurrency: number;
+  /** model calls made, and pairs sent, since creation */
+  batches = 0;
+  pairs = 0;
+  private readonly queue: Pending[] = [];
+  private queuedPairs = 0;
+  private inFlight = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly listeners: ((e: BatchEvent) => void)[] = [];
+  /** recent milliseconds per pair (EWMA), for Retry-After and deadline estimates */
+  private msPerPair = 0;
+
+  constructor(
+    readonly inner: Scorer,
+    opts: BatcherOptions = {},
+  ) {
+    this.id = inner.id;
+    this.kind = inner.kind;
+    this.maxBatch = opts.maxBatch ?? 64;
+    this.maxWaitMs = opts.maxWaitMs ?? 5;
+    this.maxQueue = opts.maxQueue ?? 1024;
+    this.concurrency = opts.concurrency ?? 1;
+    if (!(this.maxBatch >= 1) || !(this.maxWaitMs >= 0) || !(this.maxQueue >= 1) || !(this.concurrency >= 1)) {
+      throw new WinnowError('usage', `batcher options out of range: maxBatch=${this.maxBatch}, maxWaitMs=${this.maxWaitMs}, maxQueue=${this.maxQueue}, concurrency=${this.concurrency}`);
+    }
+  }
+
+  /** pairs waiting to be sent to the model */
+  get queueDepth(): number {
+    return this.queuedPairs;
+  }
+
+  onBatch(fn: (e: BatchEvent) => void): void {
+    this.listeners.push(fn);
+  }
+
+  score(query: string, docs: readonly Doc[], stats?: StageStats): Promise<Float32Array> {
+    if (docs.length === 0) return Promise.resolve(new Float32Array(0));
+    const signal = requestScope.getStore()?.signal;
+    if (signal?.aborted) return Promise.reject(new AbortedError(this.id));
+    if (this.queuedPairs > 0 && this.queuedPairs + docs.length > this.maxQueue) {
+      const wait = Math.max(1, Math.ceil(((this.queuedPairs * this.msPerPair) / 1000) / this.concurrency));
+      return Promise.reject(new BackpressureError(this.id, this.queuedPairs, this.maxQueue, wait));
+    }
+    return new Promise<Float32Array>((resolve, reject) => {
+      const p: Pending = { query, docs, scores: new Float32Array(docs.length), next: 0, done: 0, stats, signal, resolve, reject };
+      if (signal) {
+        p.onAbort = () => this.abort(p);
+        signal.addEventListener('abort', p.onAbort, { once: true });
+      }
+      this.queue.push(p);
+      this.queuedPairs += docs.length;
+      this.schedule();
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    await this.inner.close?.();
+  }
+
+  /** Drops the not-yet-sent part of an aborted call; pairs already in a batch finish unseen. */
+  private abort(p: Pending): void {
+    const i = this.queue.indexOf(p);
+    if (i < 0) return;
+    this.queue.splice(i, 1);
+    this.queuedPairs -= p.docs.length - p.next;
+    p.reject(new AbortedError(this.id));
+  }
+
+  private schedule(): void {
+    if (this.inFlight >= this.concurrency || this.queue.length === 0) return;
+    if (this.queuedPairs >= this.maxBatch || this.maxWaitMs === 0) {
+      this.flush();
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.flush();
+      }, this.maxWaitMs);
+    }
+  }
+
+  private flush(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    while (this.inFlight < this.concurrency && this.queue.length > 0) {
+      const slices: Slice[] = [];
+      let n = 0;
+      while (n < this.maxBatch && this.queue.length > 0) {
+        const p = this.queue[0];
+        const take = Math.min(this.maxBatch - n, p.docs.length - p.next);
+        slices.push({ p, from: p.next, to: p.next + take });
+        p.next += take;
+        n += take;
+        if (p.next === p.docs.length) {
+          this.queue.shift();
+          if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
+        }
+      }
+      this.queuedPairs -= n;
+      this.inFlight++;
+      void this.runBatch(slices, n);
+    }
+  }
+
+  private async runBatch(slices: Slice[], n: number): Promise<void> {
+    const t0 = performance.now();
+    try {
+      const results = await this.scoreSlices(slices);
+      slices.forEach((s, i) => {
+        if (results[i].length !== s.to - s.from) {
+          throw new WinnowError('model_error', `${this.id}: scorer returned ${results[i].length} scores for ${s.to - s.from} documents`);
+        }
+      });
+      slices.forEach((s, i) => {
+        s.p.scores.set(results[i], s.from);
+        s.p.done += s.to - s.from;
+        if (s.p.done === s.p.docs.length) s.p.resolve(s.p.scores);
+      });
+    } catch (e) {
+      // One failed batch fails every call with pairs in it; their other slices are dropped.
+      for (const s of slices) this.fail(s.p, e);
+    } finally {
+      const ms = performance.now() - t0;
+      this.msPerPair = this.msPerPair === 0 ? ms / n : 0.8 * this.msPerPair + 0.2 * (ms / n);
+      this.batches++;
+      this.pairs += n;
+      const event: BatchEvent = { scorer: this.id, pairs: n, requests: new Set(slices.map((s) => s.p)).size, ms };
+      for (const fn of this.listeners) fn(event);
+      this.inFlight--;
+      this.schedule();
+    }
+  }
+
+  private fail(p: Pending, e: unknown): void {
+    const i = this.queue.indexOf(p);
+    if (i >= 0) {
+      this.queue.splice(i, 1);
+      this.queuedPairs -= p.docs.length - p.next;
+    }
+    p.reject(e); // a later slice's resolve() is then a no-op
+  }
+
+  /** One model call for all slices: `scoreMany` if the scorer has it, else one call per distinct query. */
+  private async scoreSlices(slices: readonly Slice[]): Promise<Float32Array[]> {
+    // Truncation counters are per model call; hand each caller's stats its own share.
+    const stats = emptyStats();
+    let results: Float32Array[];
+    if (isMultiQueryScorer(this.inner)) {
+      results = await this.inner.scoreMany(slices.map((s) => ({ query: s.p.query, docs: s.p.docs.slice(s.from, s.to) })), stats);
+    } else {
+      results = new Array<Float32Array>(slices.length);
+      const byQuery = new Map<string, number[]>();
+      slices.forEach((s, i) => {
+        const group = byQuery.get(s.p.query);
+        if (group) group.push(i);
+        else byQuery.set(s.p.query, [i]);
+      });
+      for (const [query, idx] of byQuery) {
+        const docs = idx.flatMap((i) => slices[i].p.docs.slice(slices[i].from, slices[i].to));
+        const scores = await this.inner.score(query, docs, stats);
+        if (scores.length !== docs.length) {
+          throw new WinnowError('model_error', `${this.id}: scorer returned ${scores.length} scores for ${docs.length} documents`);
+        }
+        let off = 0;
+        for (const i of idx) {
+          const len = slices[i].to - slices[i].from;
+          results[i] = scores.subarray(off, off + len);
+          off += len;
+        }
+      }
+    }
+    if (results.length !== slices.length) {
+      throw new WinnowError('model_error', `${this.id}: scoreMany returned ${results.length} results for ${slices.length} requests`);
+    }
+    // Counters can't be split exactly per caller; give them to the first caller with stats.
+    const owner = slices.find((s) => s.p.stats)?.p.stats;
+    if (owner) {
+      owner.truncated += stats.truncated;
+      owner.windowed += stats.windowed;
+      owner.searchUnits += stats.searchUnits;
+      owner.tokens += stats.tokens;
+    }
+    return results;
+  }
+}
+
+/**
+ * A SpecEnv whose scorers are wrapped in batchers, one per distinct scorer id, so a model used
+ * by several served cascades shares one queue and one batch stream.
+ */
+export function withBatching(env: SpecEnv, opts: BatcherOptions): { env: SpecEnv; batchers: Map<string, BatchingScorer> } {
+  const batchers = new Map<string, BatchingScorer>();
+  return {
+    batchers,
+    env: {
+      retriever: (name, options, where) => env.retriever(name, options, where),
+      async scorer(ref, options, where) {
+        const s = await env.scorer(ref, options, where);
+        let b = batchers.get(s.id);
+        if (!b) {
+          b = new BatchingScorer(s, opts);
+          batchers.set(s.id, b);
+        }
+        return b;
+      },
+    },
+  };
+}

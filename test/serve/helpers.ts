@@ -1,0 +1,100 @@
+import type { StageStats } from '../../src/core/stage.js';
+import type { Doc, ScoreKind } from '../../src/core/types.js';
+import { Pipeline } from '../../src/cascade/pipeline.js';
+import { Rerank } from '../../src/rerank/rerank.js';
+import type { MultiQueryScorer } from '../../src/serve/batcher.js';
+import { BatchingScorer, type BatcherOptions } from '../../src/serve/batcher.js';
+import { createServer, type ServerOptions, type WinnowServer } from '../../src/serve/server.js';
+
+/**
+ * A deterministic stand-in for a cross-encoder: the score is the number of distinct query
+ * tokens found in the document, scaled and shifted so it looks like a logit (negative when
+ * nothing matches). `delayMs` simulates model time per call; calls and pairs are counted.
+ */
+export class OverlapScorer implements MultiQueryScorer {
+  readonly id: string;
+  calls = 0;
+  pairs = 0;
+  batchSizes: number[] = [];
+
+  constructor(
+    readonly kind: ScoreKind = 'logit',
+    readonly delayMs = 0,
+    readonly scale = 1,
+    name = 'overlap',
+  ) {
+    this.id = `${name}(scale=${scale})`;
+  }
+
+  static scoreOne(query: string, text: string, scale = 1): number {
+    const q = new Set(query.toLowerCase().split(/\W+/).filter(Boolean));
+    const d = new Set(text.toLowerCase().split(/\W+/).filter(Boolean));
+    let n = 0;
+    for (const t of q) if (d.has(t)) n++;
+    // length tie-breaker keeps orders strict and deterministic
+    return scale * (n - 1) - text.length * 1e-4;
+  }
+
+  async score(query: string, docs: readonly Doc[], _stats?: StageStats): Promise<Float32Array> {
+    return (await this.scoreMany([{ query, docs }]))[0];
+  }
+
+  async scoreMany(requests: readonly { query: string; docs: readonly Doc[] }[]): Promise<Float32Array[]> {
+    this.calls++;
+    const n = requests.reduce((a, r) => a + r.docs.length, 0);
+    this.pairs += n;
+    this.batchSizes.push(n);
+    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
+    return requests.map((r) => Float32Array.from(r.docs.map((d) => OverlapScorer.scoreOne(r.query, d.title ? `${d.title} ${d.text}` : d.text, this.scale))));
+  }
+}
+
+/** The same scorer without `scoreMany`, so the batcher's per-query fallback is exercised. */
+export class SingleQueryScorer implements Pick<OverlapScorer, 'id' | 'kind' | 'score'> {
+  readonly id: string;
+  readonly kind: ScoreKind;
+  calls = 0;
+  constructor(readonly inner: OverlapScorer) {
+    this.id = `single-${inner.id}`;
+    this.kind = inner.kind;
+  }
+  async score(query: string, docs: readonly Doc[]): Promise<Float32Array> {
+    this.calls++;
+    return this.inner.score(query, docs);
+  }
+}
+
+export const DOCS = [
+  'Carson City is the capital city of the American state of Nevada.',
+  'The Commonwealth of the Northern Mariana Islands is a group of islands in the Pacific Ocean. Its capital is Saipan.',
+  'Capitalization or capitalisation in English grammar is the use of a capital letter at the start of a word.',
+  'Washington, D.C. (also known as simply Washington or D.C., and officially as the District of Columbia) is the capital of the United States.',
+  'Capital punishment has existed in the United States since before the United States was a country.',
+];
+export const QUERY = 'What is the capital of the United States?';
+
+/** A two-stage cascade: a cheap scorer, keep `keep`, a (slower) heavy scorer. */
+export function twoStage(light: OverlapScorer, heavy: OverlapScorer, keep: number, batch?: BatcherOptions | false): Pipeline {
+  const wrap = (s: OverlapScorer) => (batch === false ? s : new BatchingScorer(s, batch ?? { maxWaitMs: 2 }));
+  return new Pipeline([new Rerank(wrap(light), 'light')]).top(keep).andThen(new Rerank(wrap(heavy), 'heavy'));
+}
+
+/** Starts a server on a random loopback port with request logs collected, not printed. */
+export async function start(opts: Partial<ServerOptions> & Pick<ServerOptions, 'cascades'>): Promise<{ server: WinnowServer; url: string; logs: Record<string, unknown>[] }> {
+  const logs: Record<string, unknown>[] = [];
+  const server = createServer({ log: (e) => logs.push(e), ...opts });
+  const url = await server.listen(0, '127.0.0.1');
+  return { server, url, logs };
+}
+
+export async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; headers: Headers }> { // any: response bodies are checked field by field in tests
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
+  return { status: res.status, json, headers: res.headers };
+}
