@@ -90,8 +90,11 @@ def main() -> int:
     output_name = "logits" if is_cross else "last_hidden_state"
     wrapped = Wrapper.make(torch, model, input_names, output_name)
 
+    # Sample length stays inside the position table (minus 2 for RoBERTa-style offsets).
+    max_len = min(128, int(tokenizer.model_max_length), int(getattr(model.config, "max_position_embeddings", 130)) - 2)
+
     def encode(texts: list[str]):
-        enc = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        enc = tokenizer(texts, padding=True, truncation=True, max_length=max_len, return_tensors="pt")
         if "token_type_ids" in input_names and "token_type_ids" not in enc:
             enc["token_type_ids"] = torch.zeros_like(enc["input_ids"])
         return [enc[n] for n in input_names]

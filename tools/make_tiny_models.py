@@ -23,6 +23,7 @@ so rerunning produces the same weights and the same expected.json.
     .venv/models/bin/python tools/make_tiny_models.py
 """
 import json
+import math
 import os
 
 # the trainers are multi-threaded; one thread makes the learned vocabularies reproducible
@@ -93,6 +94,11 @@ def wordpiece_tokenizer(texts):
     tok.decoder = decoders.WordPiece()
     trainer = trainers.WordPieceTrainer(vocab_size=1500, special_tokens=special, min_frequency=2)
     tok.train_from_iterator(texts, trainer)
+    # the trainer orders its alphabet by hash-map iteration; renumber canonically (WordPiece
+    # matching does not depend on ids) so reruns write the same tokenizer.json
+    vocab = tok.get_vocab()
+    order = special + sorted(t for t in vocab if t not in special)
+    tok.model = models.WordPiece({t: i for i, t in enumerate(order)}, unk_token='[UNK]')
     cls, sep = tok.token_to_id('[CLS]'), tok.token_to_id('[SEP]')
     tok.post_processor = processors.TemplateProcessing(
         single='[CLS] $A [SEP]', pair='[CLS] $A [SEP] $B:1 [SEP]:1',
@@ -102,15 +108,28 @@ def wordpiece_tokenizer(texts):
                              sep_token='[SEP]', pad_token='[PAD]', cls_token='[CLS]', mask_token='[MASK]')
 
 
-def unigram_tokenizer(texts):
+def unigram_tokenizer(texts, wordpiece):
+    """A SentencePiece-style Unigram tokenizer. The Unigram trainer is not reproducible across
+    runs, so the pieces come from the (canonical) WordPiece vocabulary and each piece's score
+    is its log relative frequency in the training text: a real unigram LM, built deterministically."""
     special = ['<s>', '<pad>', '</s>', '<unk>']
-    tok = Tokenizer(models.Unigram())
+    corpus = '▁' + '▁'.join(' '.join(texts).split())
+    pieces = set()
+    for t in wordpiece.get_vocab():
+        if t.startswith('[') and t.endswith(']'):
+            continue
+        pieces.add(t[2:] if t.startswith('##') else '▁' + t)
+        pieces.update(t.lstrip('#'))
+    pieces.add('▁')
+    counts = {p: corpus.count(p) + 1 for p in pieces}
+    total = sum(counts.values())
+    rest = sorted(((p, round(math.log(c / total), 6)) for p, c in counts.items()), key=lambda x: (-x[1], x[0]))
+    vocab = [(p, 0.0) for p in special] + rest
+    tok = Tokenizer(models.Unigram(vocab, unk_id=special.index('<unk>'), byte_fallback=False))
     tok.normalizer = normalizers.Sequence([
         normalizers.NFKC(), normalizers.Replace(Regex(' {2,}'), ' ')])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement='▁', prepend_scheme='always')
     tok.decoder = decoders.Metaspace(replacement='▁', prepend_scheme='always')
-    trainer = trainers.UnigramTrainer(vocab_size=1200, special_tokens=special, unk_token='<unk>')
-    tok.train_from_iterator(texts, trainer)
     tok.add_special_tokens(['<mask>'])
     bos, eos = tok.token_to_id('<s>'), tok.token_to_id('</s>')
     # the template XLM-R's own tokenizer.json uses
@@ -166,12 +185,12 @@ def rust_pair_logits(tok, model, pairs):
     return out
 
 
-def transformers_agrees(tok, pairs):
-    """Whether transformers' batch encoding (what CrossEncoder uses) equals the Rust one."""
+def transformers_agrees(ce, tok, pairs):
+    """Whether CrossEncoder's own encoding of a pair equals the Rust tokenizer's (it strips
+    whitespace-only texts, so ' ' scores like '')."""
     rust = Tokenizer.from_str(tok.backend_tokenizer.to_str())
     rust.enable_truncation(MAX_LEN, strategy='longest_first')
-    return [tok([(q, d)], truncation='longest_first', max_length=MAX_LEN)['input_ids'][0] == rust.encode(q, d).ids
-            for q, d in pairs]
+    return [ce[0].preprocess([(q, d)])['input_ids'][0].tolist() == rust.encode(q, d).ids for q, d in pairs]
 
 
 # ---------------------------------------------------------------------------- export
@@ -260,7 +279,7 @@ def make_bert_ce(tok, queries, docs):
     model.eval()
     return {
         'pairs': [list(p) for p in pairs],
-        'transformersAgrees': transformers_agrees(tok, pairs),
+        'transformersAgrees': transformers_agrees(ce, tok, pairs),
         'rustLogits': [l[0] for l in rust_pair_logits(tok, model, pairs)],
         'logits': ce_predict(ce, pairs, torch.nn.Identity()),
         'sigmoid': ce_predict(ce, pairs, torch.nn.Sigmoid()),
@@ -309,7 +328,7 @@ def make_xlmr_ce(tok, queries, docs):
     softmax = torch.softmax(torch.tensor(logits, dtype=torch.float64), dim=-1)[:, 1].tolist()
     model.eval()
     rust = rust_pair_logits(tok, model, pairs)
-    return {'pairs': [list(p) for p in pairs], 'transformersAgrees': transformers_agrees(tok, pairs),
+    return {'pairs': [list(p) for p in pairs], 'transformersAgrees': transformers_agrees(ce, tok, pairs),
             'logits': logits, 'softmax': softmax, 'rustLogits': rust,
             'rustSoftmax': torch.softmax(torch.tensor(rust, dtype=torch.float64), dim=-1)[:, 1].tolist()}
 
@@ -420,7 +439,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     queries, docs = inputs()
     wp = wordpiece_tokenizer(texts)
-    ug = unigram_tokenizer(texts)
+    ug = unigram_tokenizer(texts, wp)
     expected = {
         'generatedBy': COMMAND,
         'versions': versions(),

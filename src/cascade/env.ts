@@ -4,6 +4,8 @@ import path from 'node:path';
 import { WinnowError } from '../core/errors.js';
 import type { Doc, DocLookup } from '../core/types.js';
 import { readCorpus } from '../eval/io/beir.js';
+import { resolveModel } from '../models/resolve.js';
+import { loadScorer, type ScorerOptions } from '../rerank/load.js';
 import { isRemoteRef, remoteScorer } from '../rerank/remote/index.js';
 import type { Scorer } from '../rerank/scorer.js';
 import { Bm25Index, type Bm25Params } from '../retrieve/bm25/index.js';
@@ -36,6 +38,8 @@ export interface EnvOptions {
 export class WinnowEnv implements SpecEnv {
   readonly docs: Map<string, Doc>;
   private readonly indexes = new Map<string, Promise<Bm25Index>>();
+  /** one scorer per model and options, so stages naming the same model share its session and caches */
+  private readonly models = new Map<string, Promise<Scorer>>();
   private corpusLoaded?: Promise<void>;
 
   private constructor(private readonly opts: EnvOptions) {
@@ -119,11 +123,33 @@ export class WinnowEnv implements SpecEnv {
   async scorer(ref: string, options: Record<string, unknown>, where: string): Promise<Scorer> {
     if (ref === 'bm25') return new Bm25Scorer(await this.bm25(bm25Params(options, where)));
     if (isRemoteRef(ref)) return remoteScorer(ref, options);
-    throw new WinnowError(
-      'bad_spec',
-      `${where}: unknown scorer "${ref}"`,
-      'a scorer is bm25, a model folder, or a remote API such as cohere:rerank-v3.5 or tei:http://host:port',
-    );
+    const key = JSON.stringify([ref, options]);
+    let scorer = this.models.get(key);
+    if (!scorer) {
+      scorer = this.loadModel(ref, options as ScorerOptions, where);
+      this.models.set(key, scorer);
+    }
+    return scorer;
+  }
+
+  private async loadModel(ref: string, options: ScorerOptions, where: string): Promise<Scorer> {
+    try {
+      return await loadScorer(await resolveModel(ref), options);
+    } catch (e) {
+      if (e instanceof WinnowError && e.code === 'usage') {
+        throw new WinnowError(
+          'bad_spec',
+          `${where}: unknown scorer "${ref}": ${e.message}`,
+          'a scorer is bm25, a model folder, a model reference (org/name, maven:group:artifact, pypi:package), or a remote API such as cohere:rerank-v3.5',
+        );
+      }
+      throw e;
+    }
+  }
+
+  /** Releases model sessions. */
+  async close(): Promise<void> {
+    for (const s of this.models.values()) await (await s.catch(() => undefined))?.close?.();
   }
 }
 

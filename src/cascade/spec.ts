@@ -7,6 +7,7 @@ import type { Scorer } from '../rerank/scorer.js';
 import type { Retriever } from '../retrieve/retriever.js';
 import { parseCalibration } from './calibration.js';
 import { Threshold, TopK } from './cutoff.js';
+import { EarlyExit } from './early-exit.js';
 import { Fusion, type FusionMethod } from './fusion.js';
 import { Pipeline } from './pipeline.js';
 
@@ -24,6 +25,7 @@ import { Pipeline } from './pipeline.js';
  *   - threshold: 0.5
  *     calibration: {platt: {a: 1.2, b: -0.3}}
  *   - rrf: {k: 60, of: [[{retrieve: bm25, k: 100}], [{retrieve: dense, k: 100}]]}
+ *   - earlyExit: {margin: 0.3, k: 1, calibration: {platt: {a: 1, b: 0}}, then: [{rerank: ce}]}
  * ```
  * Each stage is an object with exactly one of the keys below; everything else on it is an
  * option of that stage. Scorer and retriever names are resolved by the caller's `SpecEnv`,
@@ -40,7 +42,7 @@ export interface SpecEnv {
   scorer(ref: string, options: Record<string, unknown>, where: string): Promise<Scorer>;
 }
 
-const STAGE_KEYS = ['retrieve', 'rerank', 'top', 'threshold', 'rrf', 'linear', 'union'] as const;
+const STAGE_KEYS = ['retrieve', 'rerank', 'top', 'threshold', 'rrf', 'linear', 'union', 'earlyExit'] as const;
 
 export function loadSpecFile(file: string): CascadeSpec {
   let text: string;
@@ -109,9 +111,20 @@ async function compileStage(raw: unknown, env: SpecEnv, where: string): Promise<
       const minKeep = options.minKeep === undefined ? 0 : posInt(options.minKeep, `${where}.minKeep`);
       return new Threshold(value, cal, minKeep);
     }
+    case 'earlyExit':
+      return compileEarlyExit(value, env, `${where}.earlyExit`);
     default:
       return compileFusion(kind, value, env, `${where}.${kind}`);
   }
+}
+
+/** `earlyExit: {margin, k?, calibration?, then: [stages]}` (see `EarlyExit`). */
+async function compileEarlyExit(raw: unknown, env: SpecEnv, where: string): Promise<Stage> {
+  if (!raw || typeof raw !== 'object') throw new WinnowError('bad_spec', `${where}: expected {margin: number, k?: n, calibration?: ..., then: [stages]}`);
+  const o = raw as Record<string, unknown>;
+  const then = await compileStages(o.then, env, `${where}.then`);
+  const cal = o.calibration === undefined ? undefined : parseCalibration(o.calibration, `${where}.calibration`);
+  return new EarlyExit(then, num(o.margin, `${where}.margin`), o.k === undefined ? 1 : posInt(o.k, `${where}.k`), cal);
 }
 
 async function compileFusion(kind: 'rrf' | 'linear' | 'union', raw: unknown, env: SpecEnv, where: string): Promise<Stage> {

@@ -2,12 +2,20 @@ import { readFileSync } from 'node:fs';
 import { WinnowError } from '../core/errors.js';
 import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
+import { modelsCommand } from './models.js';
+import { reportCommand } from './report.js';
+import { serveCommand } from './serve.js';
+import { tuneCommand } from './tune.js';
 
 type Command = (args: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
   demo: { run: demoCommand, summary: 'run a complete cascade over the bundled Cranfield collection' },
   eval: { run: evalCommand, summary: 'evaluate a cascade on a labelled query set (quality and per-stage latency)' },
+  tune: { run: tuneCommand, summary: 'choose cut-offs for a latency budget from recall curves; calibrate, fuse, early exit' },
+  report: { run: reportCommand, summary: 'turn an eval.json or tune.json into a self-contained HTML report' },
+  serve: { run: serveCommand, summary: 'serve cascades over HTTP (Cohere, Jina, TEI and native shapes)' },
+  models: { run: modelsCommand, summary: 'pull models into the local cache (hub, Maven Central, PyPI) and list them' },
 };
 
 function usage(): string {

@@ -27,9 +27,17 @@ export interface StageResult extends StageStats {
   in: number;
   out: number;
   /** recall of everything the stage kept, and nDCG@10 of its ranking */
-  metrics: { 'R@out': number; 'nDCG@10': number };
+  metrics: { 'R@out': number; 'nDCG@10': number; 'R@10': number };
+  /**
+   * What this stage added over the stage before it (absent for the first stage): the change
+   * in mean nDCG@10 and R@10 of the ranking, and the relative nDCG@10 gain.
+   */
+  lift?: { 'nDCG@10': number; 'R@10': number; relative: number };
   latencyMs: LatencySummary;
 }
+
+/** A stage that scores pairs and lifts nDCG@10 by less than this (relative) is flagged. */
+export const MIN_LIFT = 0.02;
 
 export interface ExperimentResult {
   queries: number;
@@ -39,10 +47,13 @@ export interface ExperimentResult {
   perQuery: Record<string, Record<string, number>>;
   latencyMs: LatencySummary;
   cache?: { hits: number; misses: number; hitRatio: number; entries: number };
+  /** stages that cost pairs but add under MIN_LIFT nDCG@10 */
+  warnings: string[];
   rankings: Ranking[];
 }
 
 const NDCG10 = parseMeasure('nDCG@10');
+const R10 = parseMeasure('R@10');
 const RECALL_ALL: Measure = { name: 'R', kind: 'R', relLevel: 1 };
 
 /**
@@ -64,7 +75,7 @@ export async function runExperiment(opts: ExperimentOptions): Promise<Experiment
     );
   }
 
-  const rows: { row: TraceRow; r: number; ndcg: number }[][] = phases.map(() => []);
+  const rows: { row: TraceRow; r: number; ndcg: number; r10: number }[][] = phases.map(() => []);
   const totalMs: number[] = [];
   const perQuery: Record<string, Record<string, number>> = {};
   const rankings: Ranking[] = [];
@@ -94,6 +105,7 @@ export async function runExperiment(opts: ExperimentOptions): Promise<Experiment
           row,
           r: evaluateRanking(judged, ids, RECALL_ALL),
           ndcg: evaluateRanking(judged, ids, NDCG10),
+          r10: evaluateRanking(judged, ids, R10),
         });
       },
     });
@@ -115,10 +127,11 @@ export async function runExperiment(opts: ExperimentOptions): Promise<Experiment
       in: mean(list.map((x) => x.row.in)),
       out: mean(list.map((x) => x.row.out)),
       ...sum,
-      metrics: { 'R@out': mean(list.map((x) => x.r)), 'nDCG@10': mean(list.map((x) => x.ndcg)) },
+      metrics: { 'R@out': mean(list.map((x) => x.r)), 'nDCG@10': mean(list.map((x) => x.ndcg)), 'R@10': mean(list.map((x) => x.r10)) },
       latencyMs: summarizeLatency(list.map((x) => x.row.ms)),
     };
   });
+  const warnings = addLift(stages);
   const final = Object.fromEntries(
     finalMeasures.map((m) => [m.name, mean(queries.map((q) => perQuery[q.id][m.name]))]),
   );
@@ -128,6 +141,7 @@ export async function runExperiment(opts: ExperimentOptions): Promise<Experiment
     final,
     perQuery,
     latencyMs: summarizeLatency(totalMs),
+    warnings,
     rankings,
   };
   if (opts.cache && cacheBefore) {
@@ -136,4 +150,27 @@ export async function runExperiment(opts: ExperimentOptions): Promise<Experiment
     result.cache = { hits, misses, hitRatio: hits + misses > 0 ? hits / (hits + misses) : 0, entries: opts.cache.size };
   }
   return result;
+}
+
+/**
+ * Fills each stage's lift over the stage before and returns a warning for every stage that
+ * scored pairs (so it cost model time) yet added under MIN_LIFT relative nDCG@10. Cut-off
+ * only phases cost nothing and are never flagged.
+ */
+export function addLift(stages: StageResult[]): string[] {
+  const warnings: string[] = [];
+  for (let i = 1; i < stages.length; i++) {
+    const prev = stages[i - 1].metrics;
+    const cur = stages[i].metrics;
+    const dn = cur['nDCG@10'] - prev['nDCG@10'];
+    const relative = prev['nDCG@10'] > 0 ? dn / prev['nDCG@10'] : dn > 0 ? Infinity : 0;
+    stages[i].lift = { 'nDCG@10': dn, 'R@10': cur['R@10'] - prev['R@10'], relative };
+    if (stages[i].pairs > 0 && relative < MIN_LIFT) {
+      warnings.push(
+        `stage "${stages[i].stage}" adds ${(100 * relative).toFixed(1)}% nDCG@10 (${dn >= 0 ? '+' : ''}${dn.toFixed(4)}) ` +
+          `for ${stages[i].pairs} pairs: under ${100 * MIN_LIFT}% for its cost; consider dropping it or tuning its cut-off (winnow tune)`,
+      );
+    }
+  }
+  return warnings;
 }

@@ -11,6 +11,7 @@ export function textTable(header: string[], rows: (string | number)[][]): string
 
 const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : 'n/a');
 const ms = (x: number) => (x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : x.toFixed(0));
+const signed = (x: number) => (x >= 0 ? `+${x.toFixed(4)}` : x.toFixed(4));
 const count = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(1));
 
 /** The eval table: one row per stage, then the final quality, latency and cache lines. */
@@ -18,7 +19,7 @@ export function formatExperiment(r: ExperimentResult, finalK: number): string {
   const showCache = r.stages.some((s) => s.cacheHits + s.cacheMisses > 0);
   const showTrunc = r.stages.some((s) => s.truncated + s.windowed > 0);
   const showUsage = r.stages.some((s) => s.searchUnits + s.tokens > 0);
-  const header = ['stage', 'in → out', 'pairs', 'R@out', 'nDCG@10', 'p50 ms', 'p95 ms', 'p99 ms'];
+  const header = ['stage', 'in → out', 'pairs', 'R@out', 'nDCG@10', 'ΔnDCG@10', 'ΔR@10', 'p50 ms', 'p95 ms', 'p99 ms'];
   if (showCache) header.push('cache hit/miss');
   if (showTrunc) header.push('truncated/windowed');
   if (showUsage) header.push('units/tokens');
@@ -29,6 +30,8 @@ export function formatExperiment(r: ExperimentResult, finalK: number): string {
       s.pairs,
       f3(s.metrics['R@out']),
       f3(s.metrics['nDCG@10']),
+      s.lift ? signed(s.lift['nDCG@10']) : '-',
+      s.lift ? signed(s.lift['R@10']) : '-',
       ms(s.latencyMs.p50),
       ms(s.latencyMs.p95),
       ms(s.latencyMs.p99),
@@ -45,6 +48,7 @@ export function formatExperiment(r: ExperimentResult, finalK: number): string {
   lines.push(
     `latency per query: p50 ${ms(r.latencyMs.p50)} ms  p95 ${ms(r.latencyMs.p95)} ms  p99 ${ms(r.latencyMs.p99)} ms  mean ${ms(r.latencyMs.mean)} ms`,
   );
+  for (const w of r.warnings ?? []) lines.push(`warning: ${w}`);
   if (r.cache) {
     lines.push(
       `score cache: ${r.cache.hits} hits, ${r.cache.misses} misses (${(100 * r.cache.hitRatio).toFixed(1)}% hit), ${r.cache.entries} entries`,

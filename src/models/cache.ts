@@ -8,7 +8,7 @@
  * files stay behind for the next pull to resume.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import os from 'node:os';
@@ -136,6 +136,8 @@ export async function commitStaging(slug: string): Promise<string> {
   // A folder already there is an older or hand-made copy the user asked us to replace.
   if (existsSync(to)) await rm(to, { recursive: true, force: true });
   await rename(from, to);
+  // Leave no empty `.partial` behind once nothing is in flight (fails harmlessly if something is).
+  await rmdir(path.dirname(from)).catch(() => undefined);
   return to;
 }
 

@@ -105,11 +105,41 @@ export class CrossEncoder implements Scorer {
   }
 
   async score(query: string, docs: readonly Doc[], stats?: StageStats): Promise<Float32Array> {
+    const seqs: Encoding[] = [];
+    const owner: number[] = [];
+    this.encodeRequest(query, docs, 0, seqs, owner, stats);
+    return this.reduce(await this.run(seqs), seqs.length, owner, docs.length);
+  }
+
+  /**
+   * Scores several queries' documents in shared model calls: every (query, doc) pair of every
+   * request goes into one length-sorted batch stream, so a server can merge concurrent
+   * requests with different queries. Equal to calling `score` per request (up to float
+   * rounding of different batch paddings).
+   */
+  async scoreMany(requests: readonly { query: string; docs: readonly Doc[] }[], stats?: StageStats): Promise<Float32Array[]> {
+    const seqs: Encoding[] = [];
+    const owner: number[] = [];
+    let total = 0;
+    for (const r of requests) {
+      this.encodeRequest(r.query, r.docs, total, seqs, owner, stats);
+      total += r.docs.length;
+    }
+    const all = this.reduce(await this.run(seqs), seqs.length, owner, total);
+    const out: Float32Array[] = [];
+    let o = 0;
+    for (const r of requests) {
+      out.push(all.subarray(o, o + r.docs.length));
+      o += r.docs.length;
+    }
+    return out;
+  }
+
+  /** appends the sequences of one request's pairs; `owner` maps each to doc `base + i` */
+  private encodeRequest(query: string, docs: readonly Doc[], base: number, seqs: Encoding[], owner: number[], stats?: StageStats): void {
     const tok = this.folder.tokenizer;
     const q = tok.ids(query);
     const budget = this.maxLength - tok.pairSpecials;
-    const seqs: Encoding[] = [];
-    const owner: number[] = [];
     const w = this.options.windows;
     for (let i = 0; i < docs.length; i++) {
       const d = tok.ids(docText(docs[i]));
@@ -118,7 +148,7 @@ export class CrossEncoder implements Scorer {
         const e = tok.encodePairIds(q, d, this.maxLength, this.truncation);
         if (e.cut > 0 && stats) stats.truncated++;
         seqs.push(e);
-        owner.push(i);
+        owner.push(base + i);
         continue;
       }
       const size = Math.min(w.size ?? room, room);
@@ -129,12 +159,15 @@ export class CrossEncoder implements Scorer {
       }
       for (const s of starts) {
         seqs.push(tok.encodePairIds(q, d.subarray(s, s + size), this.maxLength, this.truncation));
-        owner.push(i);
+        owner.push(base + i);
       }
     }
-    const raw = await this.run(seqs);
-    const out = new Float32Array(docs.length).fill(-Infinity);
-    for (let j = 0; j < seqs.length; j++) if (raw[j] > out[owner[j]]) out[owner[j]] = raw[j];
+  }
+
+  /** one score per document: the best of its sequences (windows) */
+  private reduce(raw: Float32Array, n: number, owner: readonly number[], docs: number): Float32Array {
+    const out = new Float32Array(docs).fill(-Infinity);
+    for (let j = 0; j < n; j++) if (raw[j] > out[owner[j]]) out[owner[j]] = raw[j];
     return out;
   }
 

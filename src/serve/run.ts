@@ -101,6 +101,8 @@ export class CascadeRunner {
     if (!candidates && from === 0 && !this.retrieverBacked) {
       throw new WinnowError('bad_input', `cascade "${this.name}" has no retriever stage, so it cannot search; use a rerank route`);
     }
+    // Nothing to rank is not a timeout, whatever the budget.
+    if (candidates && candidates.length === 0) return { hits: [], stages: [], kind: 'unbounded' };
     const controller = new AbortController();
     const budget = Math.round(deadline - start);
     let current: Ranking[] = [{ query, hits: candidates ?? [] }];

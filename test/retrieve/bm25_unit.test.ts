@@ -76,6 +76,24 @@ test('top-k agrees with a full sort on random scores', async () => {
   }
 });
 
+test('rare terms (sparse accumulation) select the same top-k as a full ranking', async () => {
+  const docs: Doc[] = [];
+  for (let i = 0; i < 400; i++) {
+    // 'rare' in 24 docs (< N/8), with 4 distinct lengths so scores repeat: ties at every k.
+    const text = i % 17 === 0 ? `rare ${'filler '.repeat(i % 4)}` : `common words number ${i % 5}`;
+    docs.push({ id: `r${i}`, text });
+  }
+  const index = await Bm25Index.build(docs, plain);
+  const all = index.search('rare', 1000);
+  assert.equal(all.length, 24);
+  for (let i = 1; i < all.length; i++) {
+    const a = all[i - 1];
+    const b = all[i];
+    assert.ok(a.score > b.score || (a.score === b.score && Number(a.docId.slice(1)) < Number(b.docId.slice(1))));
+  }
+  for (const k of [1, 2, 3, 5, 10, 23, 24]) assert.deepEqual(index.search('rare', k), all.slice(0, k), `k=${k}`);
+});
+
 test('a repeated query term counts twice, like two BooleanQuery clauses', async () => {
   const index = await Bm25Index.build(TINY, plain);
   const once = index.search('cherry', 10);

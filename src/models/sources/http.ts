@@ -109,7 +109,9 @@ export async function downloadFile(url: string, dest: string, ctx: FetchContext,
   } catch {
     have = 0;
   }
-  const headers: Record<string, string> = { ...opts.headers };
+  // Identity encoding: byte offsets for Range and the Content-Length check must be of the file
+  // itself, not of a gzip stream fetch would silently inflate.
+  const headers: Record<string, string> = { 'Accept-Encoding': 'identity', ...opts.headers };
   if (have > 0) headers.Range = `bytes=${have}-`;
   // An idle timer rather than a total one: a 130 MB file on a slow link may take minutes, but
   // a connection that sends nothing for a minute is dead.
@@ -145,9 +147,17 @@ async function downloadBody(url: string, dest: string, part: string, have: numbe
     throw httpStatusError(url, res, ctx);
   }
   const resumed = res.status === 206;
+  if (resumed && Number(/^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '')?.[1]) !== have) {
+    // Appending a range that does not start where our file ends would corrupt it: start over.
+    await res.body?.cancel();
+    await rm(part, { force: true });
+    delete headers.Range;
+    return downloadBody(url, dest, part, 0, headers, ctx, opts, signal, bump);
+  }
   if (!resumed) have = 0;
   const length = Number(res.headers.get('content-length'));
-  const total = Number.isFinite(length) && length >= 0 && res.headers.has('content-length') ? have + length : -1;
+  const sized = res.headers.has('content-length') && !res.headers.has('content-encoding');
+  const total = sized && Number.isFinite(length) && length >= 0 ? have + length : -1;
 
   const label = opts.label ?? path.basename(dest);
   const progress = total > 1_000_000 ? new Progress(label, Math.ceil(total / 1024), 'KiB') : undefined;

@@ -171,7 +171,16 @@ function run(cmd: string, args: string[], onStderr?: (line: string) => void): Pr
  * The first Python that can import torch, transformers and onnxruntime: `WINNOW_PYTHON`, the
  * project's `.venv/models`, then `python3` on PATH.
  */
-export async function findTorchPython(): Promise<string> {
+let found: Promise<string> | undefined;
+
+export function findTorchPython(): Promise<string> {
+  // Each probe imports torch (seconds); one answer per process is enough.
+  found ??= probePythons();
+  found.catch(() => { found = undefined; });
+  return found;
+}
+
+async function probePythons(): Promise<string> {
   const explicit = process.env.WINNOW_PYTHON;
   const candidates = explicit ? [explicit] : [path.join(projectRoot(), '.venv', 'models', 'bin', 'python'), 'python3'];
   const tried: string[] = [];

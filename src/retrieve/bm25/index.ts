@@ -3,6 +3,7 @@ import { Progress } from '../../core/progress.js';
 import { docText, type Doc, type Hit } from '../../core/types.js';
 import { Analyzer } from '../../text/analyzer.js';
 import { readIndexFile, writeIndexFile, type Bm25Data } from './format.js';
+import { MAX_DOCS, TopKCollector } from './topk.js';
 import {
   DEFAULT_BM25_PARAMS,
   accumulate,
@@ -63,9 +64,9 @@ interface QueryTerms {
 
 /**
  * An in-memory BM25 index over `title + text` as one field (Anserini's "flat" BEIR setting).
- * Postings are one CSR layout of typed arrays; each posting's tf saturation is precomputed at
- * load, so a query is a weighted sum of a few rows of that matrix (the bm25s idea) followed by
- * a heap top-k.
+ * Postings are one CSR layout of typed arrays; each posting's tf saturation is precomputed when
+ * the index is built or loaded, so a query is a weighted sum of a few rows of that matrix (the
+ * bm25s idea) into a dense accumulator, followed by top-k selection (topk.ts).
  */
 export class Bm25Index {
   readonly params: Bm25Params;
@@ -83,10 +84,13 @@ export class Bm25Index {
   /** tf / (tf + k1 * (1 - b + b * dl / avgdl)) per posting, in posting order. */
   private readonly impacts: Float32Array;
   private readonly acc: Float32Array;
+  /** The accumulator's bits: a positive float is non-zero exactly when its bits are. */
+  private readonly accBits: Int32Array;
   private readonly touched: Int32Array;
+  private readonly collector = new TopKCollector();
   private readonly candScores: Float32Array;
 
-  private constructor(data: Bm25Data, docNumbers?: Map<string, number>) {
+  private constructor(data: Bm25Data, termIds?: Map<string, number>, docNumbers?: Map<string, number>) {
     this.data = data;
     this.params = { ...data.params };
     this.size = data.docIds.length;
@@ -97,8 +101,11 @@ export class Bm25Index {
     this.analyzer = new Analyzer({ stem: data.stem, stopWords: data.stopWords ? undefined : false });
     this.docNumbers = docNumbers;
 
-    this.termIds = new Map();
-    for (let t = 0; t < data.terms.length; t++) this.termIds.set(data.terms[t], t);
+    if (termIds === undefined) {
+      termIds = new Map();
+      for (let t = 0; t < data.terms.length; t++) termIds.set(data.terms[t], t);
+    }
+    this.termIds = termIds;
 
     const norms = new Float32Array(this.size);
     for (let d = 0; d < this.size; d++) norms[d] = this.normOf(data.docLens[d]);
@@ -107,6 +114,7 @@ export class Bm25Index {
     for (let p = 0; p < postingDocs.length; p++) this.impacts[p] = tfNorm(postingTfs[p], norms[postingDocs[p]]);
 
     this.acc = new Float32Array(this.size);
+    this.accBits = new Int32Array(this.acc.buffer);
     this.touched = new Int32Array(this.size);
     this.candScores = new Float32Array(this.size);
   }
@@ -162,6 +170,7 @@ export class Bm25Index {
       if (doc === null || typeof doc !== 'object' || typeof doc.id !== 'string' || typeof doc.text !== 'string') {
         throw new WinnowError('bad_input', `document #${n + 1} has no string "id" and "text"`);
       }
+      if (n >= MAX_DOCS) throw new WinnowError('bad_input', `corpus too large for one BM25 index (max ${MAX_DOCS} documents)`);
       const first = docNumbers.get(doc.id);
       if (first !== undefined) {
         throw new WinnowError(
@@ -197,11 +206,8 @@ export class Bm25Index {
     progress?.finish();
 
     const numPostings = pairTerms.length;
-    if (docIds.length > MAX_DOCS) {
-      throw new WinnowError('bad_input', `corpus too large for one BM25 index: ${docIds.length} documents (max ${MAX_DOCS})`);
-    }
-    if (numPostings > 0xffffffff) {
-      throw new WinnowError('bad_input', `corpus too large for one BM25 index: ${numPostings} postings (max 2^32 - 1)`);
+    if (numPostings > 0x7fffffff) {
+      throw new WinnowError('bad_input', `corpus too large for one BM25 index: ${numPostings} postings (max 2^31 - 1)`);
     }
     // Counting sort of the (doc, term) pairs by term: documents arrive in order, so each
     // term's postings come out sorted by doc number without a comparison sort.
@@ -237,6 +243,7 @@ export class Bm25Index {
         emptyDocs,
         sumDocLen,
       },
+      termIds,
       docNumbers,
     );
   }
@@ -281,43 +288,42 @@ export class Bm25Index {
       const t = q.termIds[i];
       if (t < 0) continue;
       const w = q.weights[i];
-      const end = postingStarts[t + 1];
+      // Postings fit int32 (checked at build), so `| 0` lets the JIT keep the counter an int.
+      const start = postingStarts[t] | 0;
+      const end = postingStarts[t + 1] | 0;
       if (sparse) {
-        for (let p = postingStarts[t]; p < end; p++) {
+        for (let p = start; p < end; p++) {
           const d = postingDocs[p];
           if (acc[d] === 0) touched[numTouched++] = d;
           acc[d] += w * impacts[p];
         }
       } else {
-        for (let p = postingStarts[t]; p < end; p++) acc[postingDocs[p]] += w * impacts[p];
+        for (let p = start; p < end; p++) acc[postingDocs[p]] += w * impacts[p];
       }
     }
 
-    // Gather the candidates (and clear the accumulator for the next query).
-    const candScores = this.candScores;
-    let numCand = 0;
+    // Select, and leave the accumulator zeroed for the next query.
+    const top = this.collector;
+    let count: number;
     if (sparse) {
+      const candScores = this.candScores;
+      if (TopKCollector.needsDocOrder(kk, numTouched)) touched.subarray(0, numTouched).sort();
       for (let i = 0; i < numTouched; i++) {
         const d = touched[i];
         candScores[i] = acc[d];
         acc[d] = 0;
       }
-      numCand = numTouched;
+      count = top.fromCandidates(touched, candScores, numTouched, kk);
     } else {
-      for (let d = 0; d < this.size; d++) {
-        const s = acc[d];
-        if (s > 0) {
-          touched[numCand] = d;
-          candScores[numCand++] = s;
-          acc[d] = 0;
-        }
-      }
+      count = top.fromDense(acc, this.accBits, kk);
+      acc.fill(0);
     }
-    const { scores, docs, count } = selectTopK(touched, candScores, numCand, kk);
+    const { scores, docs } = top;
+    const docIds = this.data.docIds;
     const hits: Hit[] = new Array(count);
     for (let i = 0; i < count; i++) {
       const score = scores[i];
-      hits[i] = { docId: this.data.docIds[docs[i]], score, scores: { [name]: score } };
+      hits[i] = { docId: docIds[docs[i]], score, scores: { [name]: score } };
     }
     return hits;
   }
@@ -372,172 +378,5 @@ export class Bm25Index {
       weights[i] = termWeight(this.docCount, df, counts.get(terms[i])!);
     }
     return { terms, termIds, weights };
-  }
-}
-
-/*
- * Top-k selection works on one float64 key per candidate: the float32 score widened to float64
- * leaves the low 29 mantissa bits zero, and they get (DOC_MASK - doc). Keys then order by score
- * first and, for equal scores, put the smaller doc number higher, so the heap and the final sort
- * compare one number instead of two and the final order is the native typed-array sort.
- */
-const DOC_BITS = 29;
-const DOC_MASK = 2 ** DOC_BITS - 1;
-const SCORE_MASK = ~DOC_MASK;
-/** Bounds the corpus so every internal doc number fits the key's spare bits. */
-export const MAX_DOCS = DOC_MASK + 1;
-const keyF64 = new Float64Array(1);
-const keyU32 = new Uint32Array(keyF64.buffer);
-
-function packKey(score: number, doc: number): number {
-  keyF64[0] = score;
-  keyU32[0] = (keyU32[0] & SCORE_MASK) | (DOC_MASK - doc);
-  return keyF64[0];
-}
-
-/**
- * The best `k` of `n` candidates (parallel arrays), best first. A heap when k is small next to
- * n (most candidates are rejected by one comparison with its root). When k is a large share of
- * n (top-1000 of a few thousand matches) a heap would re-sift on most offers, so all candidates
- * are packed and a partial quicksort orders only the partitions that reach the top k.
- */
-function selectTopK(docs: Int32Array, scores: Float32Array, n: number, k: number): TopKResult {
-  k = Math.min(k, n);
-  if (k * 8 <= n) {
-    const heap = new TopK(k);
-    for (let i = 0; i < n; i++) heap.offer(scores[i], docs[i]);
-    return heap.drain();
-  }
-  // Packing is array-wide in two passes: widen the scores, then write the doc bits through a
-  // 32-bit view (a scalar float64/uint32 round trip per key stalls on store forwarding).
-  const keys = new Float64Array(n);
-  for (let i = 0; i < n; i++) keys[i] = scores[i];
-  const words = new Uint32Array(keys.buffer);
-  for (let i = 0; i < n; i++) words[2 * i] = (words[2 * i] & SCORE_MASK) | (DOC_MASK - docs[i]);
-  // Ascending order, so the best k are the last k: sort only partitions reaching index n - k.
-  sortAscending(keys, 0, n - 1, n - k);
-  return unpackSorted(keys, n, k);
-}
-
-interface TopKResult {
-  scores: Float64Array;
-  docs: Int32Array;
-  count: number;
-}
-
-/** Unpacks the best `count` of the first `m` keys, sorted ascending at least from m - count. */
-function unpackSorted(keys: Float64Array, m: number, count: number): TopKResult {
-  const words = new Uint32Array(keys.buffer, keys.byteOffset, 2 * m);
-  const scores = new Float64Array(count);
-  const docs = new Int32Array(count);
-  for (let i = 0; i < count; i++) {
-    const j = m - 1 - i;
-    const lo = words[2 * j];
-    docs[i] = DOC_MASK - (lo & DOC_MASK);
-    words[2 * j] = lo & SCORE_MASK;
-    scores[i] = keys[j];
-  }
-  return { scores, docs, count };
-}
-
-/** Bounded min-heap of packed keys holding the best `k` seen; the root is the worst kept. */
-class TopK {
-  private readonly keys: Float64Array;
-  private size = 0;
-  /** The root's score once the heap is full: anything below it is rejected before packing. */
-  private floor = -Infinity;
-
-  constructor(private readonly k: number) {
-    this.keys = new Float64Array(k);
-  }
-
-  offer(score: number, doc: number): void {
-    if (score < this.floor) return;
-    const h = this.keys;
-    const key = packKey(score, doc);
-    if (this.size < this.k) {
-      let i = this.size++;
-      while (i > 0) {
-        const parent = (i - 1) >> 1;
-        if (h[parent] <= key) break;
-        h[i] = h[parent];
-        i = parent;
-      }
-      h[i] = key;
-      if (this.size === this.k) this.floor = unpackScore(h[0]);
-      return;
-    }
-    if (key <= h[0]) return;
-    const n = this.size;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= n) break;
-      const r = l + 1;
-      const c = r < n && h[r] < h[l] ? r : l;
-      if (h[c] >= key) break;
-      h[i] = h[c];
-      i = c;
-    }
-    h[i] = key;
-    this.floor = unpackScore(h[0]);
-  }
-
-  /** Best first; the heap is not reusable afterwards. */
-  drain(): TopKResult {
-    sortAscending(this.keys, 0, this.size - 1, 0);
-    return unpackSorted(this.keys, this.size, this.size);
-  }
-}
-
-function unpackScore(key: number): number {
-  keyF64[0] = key;
-  keyU32[0] &= SCORE_MASK;
-  return keyF64[0];
-}
-
-/**
- * In-place quicksort of the slice [lo, hi] of `a` that leaves only positions >= `from` sorted
- * (with everything before `from` smaller): partitions entirely below `from` are skipped. A full
- * sort is `from = lo`. Measured ~1.4x faster than the native `Float64Array.prototype.sort`.
- */
-function sortAscending(a: Float64Array, lo: number, hi: number, from: number): void {
-  while (hi - lo > 16) {
-    const x = a[lo];
-    const y = a[(lo + hi) >> 1];
-    const z = a[hi];
-    const pivot = x < y ? (y < z ? y : x < z ? z : x) : x < z ? x : y < z ? z : y;
-    let i = lo;
-    let j = hi;
-    while (i <= j) {
-      while (a[i] < pivot) i++;
-      while (a[j] > pivot) j--;
-      if (i <= j) {
-        const t = a[i];
-        a[i++] = a[j];
-        a[j--] = t;
-      }
-    }
-    if (j < from) {
-      lo = i;
-      continue;
-    }
-    // Recurse into the smaller side so the stack stays O(log n).
-    if (j - lo < hi - i) {
-      sortAscending(a, lo, j, from);
-      lo = i;
-    } else {
-      sortAscending(a, i, hi, from);
-      hi = j;
-    }
-  }
-  for (let i = lo + 1; i <= hi; i++) {
-    const v = a[i];
-    let j = i - 1;
-    while (j >= lo && a[j] > v) {
-      a[j + 1] = a[j];
-      j--;
-    }
-    a[j + 1] = v;
   }
 }

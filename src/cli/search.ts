@@ -1,0 +1,109 @@
+import { compileSpec, loadSpecFile } from '../cascade/spec.js';
+import { Pipeline } from '../cascade/pipeline.js';
+import { WinnowError } from '../core/errors.js';
+import { emptyStats, type Stage, type TraceRow } from '../core/stage.js';
+import type { Ranking } from '../core/types.js';
+import type { Collection } from '../retrieve/collection/collection.js';
+import { collectionRetriever, openCollection } from '../retrieve/collection/env.js';
+import { HybridRetriever } from '../retrieve/collection/stages.js';
+import type { Retriever } from '../retrieve/retriever.js';
+import type { Scorer } from '../rerank/scorer.js';
+import { intFlag, numFlag, parseFlags } from './args.js';
+
+const USAGE = `usage: winnow search NAME "query" [--first-pass bm25|dense|hybrid] [--k 10]
+                     [--fusion rrf|union] [--rrf-k 60] [--depth 100] [--ef-search N] [--spec FILE] [--json]
+
+Searches a collection made by \`winnow index\`. --first-pass defaults to hybrid when the
+collection has vectors, else bm25. --depth is how deep each first pass goes before fusion.
+--spec runs a cascade spec whose \`retrieve:\` stages (bm25, dense, hybrid) use the collection;
+rerank stages resolve through --scorer-env (model folders are loaded by the lead's env).`;
+
+const FLAGS = {
+  'first-pass': { type: 'string' },
+  k: { type: 'string' },
+  fusion: { type: 'string' },
+  'rrf-k': { type: 'string' },
+  depth: { type: 'string' },
+  'ef-search': { type: 'string' },
+  spec: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/**
+ * Resolves rerank refs in `--spec` files. The lead's `WinnowEnv` knows model folders and remote
+ * APIs; main.ts can pass its resolver here so `winnow search --spec` reranks like `winnow eval`.
+ */
+export type ScorerResolver = (ref: string, options: Record<string, unknown>, where: string) => Promise<Scorer>;
+
+/** `winnow search`: top hits of a collection with each stage's score, for a person to read. */
+export async function searchCommand(args: string[], scorers?: ScorerResolver): Promise<number> {
+  const { values: v, positionals } = parseFlags(args, FLAGS, USAGE);
+  if (v.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const [name, ...words] = positionals;
+  if (!name || words.length === 0) throw new WinnowError('usage', 'give a collection NAME and a query', USAGE);
+  const text = words.join(' ');
+  const k = intFlag(v.k, 'k', 10);
+  const efSearch = v['ef-search'] === undefined ? undefined : intFlag(v['ef-search'], 'ef-search', 100);
+  const c = await openCollection(name, { verify: 'size', efSearch });
+  try {
+    let stage: Stage;
+    if (v.spec) {
+      stage = await compileSpec(loadSpecFile(v.spec), {
+        retriever: async (rname, options, where) => {
+          const r = collectionRetriever(c, rname, options, where);
+          if (!r) throw new WinnowError('bad_spec', `${where}: unknown retriever "${rname}"`, 'a collection offers bm25, dense and hybrid');
+          return r;
+        },
+        scorer: async (ref, options, where) => {
+          if (!scorers) throw new WinnowError('bad_spec', `${where}: rerank stages need a scorer environment; run through winnow's CLI`);
+          return scorers(ref, options, where);
+        },
+      }, v.spec);
+      stage = (stage as Pipeline).top(k);
+    } else {
+      stage = Pipeline.of(firstPass(c, v['first-pass'], v.fusion, v['rrf-k'], v.depth === undefined ? Math.max(k, 100) : intFlag(v.depth, 'depth', 100), k)).top(k);
+    }
+    const trace: TraceRow[] = [];
+    const t0 = performance.now();
+    const [ranking] = await stage.run([{ query: { id: 'q', text }, hits: [] }], {
+      docs: c,
+      stats: emptyStats(),
+      observe: (row) => trace.push(row),
+    });
+    const ms = performance.now() - t0;
+    if (v.json) console.log(JSON.stringify({ query: text, hits: ranking.hits, trace }, null, 2));
+    else printHits(c, ranking, trace, ms);
+    return 0;
+  } finally {
+    c.close();
+  }
+}
+
+function firstPass(c: Collection, which: string | undefined, fusion: string | undefined, rrfK: string | undefined, depth: number, k: number): Retriever {
+  const kind = which ?? (c.hasVectors ? 'hybrid' : 'bm25');
+  if (kind === 'hybrid') {
+    if (fusion !== undefined && fusion !== 'rrf' && fusion !== 'union') throw new WinnowError('usage', '--fusion is rrf or union');
+    if (!c.hasVectors) throw new WinnowError('usage', `collection "${c.name}" has no vectors: use --first-pass bm25`, 're-index it with --model for dense and hybrid');
+    return new HybridRetriever(c, Math.max(k, depth), { method: fusion as 'rrf' | 'union' | undefined, rrfK: numFlag(rrfK, 'rrf-k'), bm25K: depth, denseK: depth });
+  }
+  const r = collectionRetriever(c, kind, {}, '--first-pass');
+  if (!r) throw new WinnowError('usage', `--first-pass is bm25, dense or hybrid, got "${kind}"`);
+  return r.withK(depth);
+}
+
+function printHits(c: Collection, ranking: Ranking, trace: TraceRow[], ms: number): void {
+  const stageNames = [...new Set(ranking.hits.flatMap((h) => Object.keys(h.scores)))];
+  console.log(`${c.name}: ${ranking.hits.length} hits for "${ranking.query.text}" in ${ms.toFixed(1)} ms (${trace.map((t) => `${t.stage}: ${t.out}`).join(', ')})`);
+  ranking.hits.forEach((h, i) => {
+    const doc = c.get(h.docId);
+    const scores = stageNames.map((s) => `${s}=${h.scores[s] === undefined ? '—' : h.scores[s].toFixed(4)}`).join('  ');
+    const title = doc?.title ? `${doc.title} — ` : '';
+    const snippet = `${title}${doc?.text ?? ''}`.replace(/\s+/g, ' ');
+    console.log(`${String(i + 1).padStart(3)}. ${h.docId}  score=${h.score.toFixed(4)}  ${scores}`);
+    console.log(`     ${snippet.length > 110 ? `${snippet.slice(0, 110)}…` : snippet}`);
+  });
+}

@@ -1,0 +1,240 @@
+import { writeFileSync } from 'node:fs';
+import { stringify as toYaml } from 'yaml';
+import { WinnowEnv } from '../cascade/env.js';
+import { loadSpecFile } from '../cascade/spec.js';
+import { WinnowError } from '../core/errors.js';
+import type { Query } from '../core/types.js';
+import { loadBeir } from '../eval/io/beir.js';
+import type { Qrels } from '../eval/metrics.js';
+import { textTable } from '../eval/table.js';
+import { MIN_CALIBRATION_PAIRS, MIN_CALIBRATION_POSITIVES } from '../eval/tune/calibrate.js';
+import { fnv1a } from '../eval/tune/random.js';
+import { type PlanSummary, runTune, type TuneResult } from '../eval/tune/tune.js';
+import { intFlag, numFlag, parseFlags } from './args.js';
+import { writeJson } from './eval.js';
+
+export const TUNE_USAGE = `usage: winnow tune --dataset DIR --spec FILE --budget-ms MS [--budget-stat p50|p95]
+                   [--tune-split train] [--test-split test] [--epsilon 0.005] [--final-k 10]
+                   [--calibrate platt|isotonic] [--fuse rrf|linear] [--rrf-k 60]
+                   [--early-exit] [--early-exit-loss 0.005] [--resamples 1000] [--seed 42]
+                   [-o tuned.yaml] [--json tune.json] [--index-cache DIR]
+
+Scores the first-pass pool of every query once with every stage of the spec (a retriever
+followed by rerank stages), then chooses cut-offs from the recall curves and for the latency
+budget, fitted on the tuning split and reported on the held-out split.
+
+  --dataset DIR        BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)
+  --spec FILE          the cascade to tune; the retriever's k is the pool depth (default 1000)
+  --budget-ms MS       latency budget per query, in ms, predicted from costs measured here
+  --budget-stat STAT   p50 or p95 (default p95) of the per-query latency
+  --tune-split NAME    split the choices are made on (default train)
+  --test-split NAME    held-out split the results are reported on (default test). When both
+                       name the same split, or the default train split does not exist, its
+                       queries are halved deterministically (FNV-1a hash of the query id)
+  --epsilon E          plateau: smallest k with recall within E of the best (default 0.005)
+  --calibrate METHOD   fit platt or isotonic calibration per stage (needs >= ${MIN_CALIBRATION_PAIRS} labelled
+                       pairs with >= ${MIN_CALIBRATION_POSITIVES} relevant; unjudged documents count as non-relevant)
+  --fuse METHOD        fuse the rerankers' scores: rrf, or linear with fitted weights
+  --early-exit         skip the last stage for queries the stage before is sure about
+  --early-exit-loss L  nDCG@10 loss the early exit may cost, relative (default 0.005)
+  -o, --out FILE       write the tuned cascade spec (YAML); not written when the budget is not met
+  --json FILE          write every number (curves, configurations, calibration) for winnow report
+
+Exit status: 0 when a plan meets the budget; 1 when none does (the cheapest plan is shown
+and written to --json, and no spec is written).`;
+
+const FLAGS = {
+  dataset: { type: 'string' },
+  spec: { type: 'string' },
+  'budget-ms': { type: 'string' },
+  'budget-stat': { type: 'string', default: 'p95' },
+  'tune-split': { type: 'string' },
+  'test-split': { type: 'string', default: 'test' },
+  epsilon: { type: 'string' },
+  'final-k': { type: 'string' },
+  calibrate: { type: 'string' },
+  fuse: { type: 'string' },
+  'rrf-k': { type: 'string' },
+  'early-exit': { type: 'boolean', default: false },
+  'early-exit-loss': { type: 'string' },
+  resamples: { type: 'string' },
+  seed: { type: 'string' },
+  out: { type: 'string', short: 'o' },
+  json: { type: 'string' },
+  'index-cache': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+interface Split {
+  name: string;
+  queries: Query[];
+  qrels: Qrels;
+}
+
+/** Deterministic halves of one split, by a stable hash of the query id. */
+export function halveQueries(queries: readonly Query[]): { tune: Query[]; test: Query[] } {
+  const tune: Query[] = [];
+  const test: Query[] = [];
+  for (const q of queries) (fnv1a(q.id) % 2 === 0 ? tune : test).push(q);
+  return { tune, test };
+}
+
+async function loadSplits(dataset: string, tuneName: string | undefined, testName: string): Promise<{ tune: Split; test: Split; corpus: string; note?: string }> {
+  const test = await loadBeir(dataset, testName);
+  let tune: Awaited<ReturnType<typeof loadBeir>> | undefined;
+  if (tuneName !== undefined && tuneName !== testName) tune = await loadBeir(dataset, tuneName);
+  if (tuneName === undefined) {
+    tune = await loadBeir(dataset, 'train').catch((e: unknown) => {
+      if (e instanceof WinnowError && e.code === 'not_found') return undefined;
+      throw e;
+    });
+  }
+  if (tune) {
+    return {
+      tune: { name: tuneName ?? 'train', queries: tune.queries, qrels: tune.qrels },
+      test: { name: testName, queries: test.queries, qrels: test.qrels },
+      corpus: test.corpusFile,
+    };
+  }
+  const halves = halveQueries(test.queries);
+  if (halves.tune.length === 0 || halves.test.length === 0) {
+    throw new WinnowError('bad_input', `split '${testName}' has too few queries (${test.queries.length}) to halve into tuning and held-out sets`);
+  }
+  return {
+    tune: { name: `${testName} (even half)`, queries: halves.tune, qrels: test.qrels },
+    test: { name: `${testName} (odd half)`, queries: halves.test, qrels: test.qrels },
+    corpus: test.corpusFile,
+    note:
+      `one split (${testName}, ${test.queries.length} queries) halved deterministically: queries whose FNV-1a hash of the id is even ` +
+      `tune (${halves.tune.length}), odd are held out (${halves.test.length})`,
+  };
+}
+
+function oneOf<T extends string>(value: string | undefined, name: string, allowed: readonly T[]): T | undefined {
+  if (value === undefined) return undefined;
+  if (!(allowed as readonly string[]).includes(value)) throw new WinnowError('usage', `--${name} must be ${allowed.join(' or ')}, got "${value}"`);
+  return value as T;
+}
+
+export async function tuneCommand(args: string[]): Promise<number> {
+  const { values } = parseFlags(args, FLAGS, TUNE_USAGE);
+  if (values.help) {
+    console.log(TUNE_USAGE);
+    return 0;
+  }
+  if (!values.dataset) throw new WinnowError('usage', 'give --dataset DIR', TUNE_USAGE);
+  if (!values.spec) throw new WinnowError('usage', 'give --spec FILE: the cascade to tune', TUNE_USAGE);
+  const budgetMs = numFlag(values['budget-ms'], 'budget-ms');
+  if (budgetMs === undefined || budgetMs <= 0) throw new WinnowError('usage', 'give --budget-ms MS, a positive latency budget per query', TUNE_USAGE);
+  const budgetStat = oneOf(values['budget-stat'], 'budget-stat', ['p50', 'p95'] as const) ?? 'p95';
+  const epsilon = numFlag(values.epsilon, 'epsilon') ?? 0.005;
+  if (epsilon < 0 || epsilon >= 1) throw new WinnowError('usage', `--epsilon must be in [0, 1), got ${epsilon}`);
+  const loss = numFlag(values['early-exit-loss'], 'early-exit-loss') ?? 0.005;
+  if (loss < 0 || loss >= 1) throw new WinnowError('usage', `--early-exit-loss must be in [0, 1), got ${loss}`);
+  const spec = loadSpecFile(values.spec);
+  const splits = await loadSplits(values.dataset, values['tune-split'], values['test-split'] ?? 'test');
+  const env = await WinnowEnv.create({ corpus: splits.corpus, indexCacheDir: values['index-cache'] ?? '.winnow-cache', progress: true });
+  if (splits.note) process.stderr.write(`note: ${splits.note}\n`);
+
+  const result = await runTune({
+    spec,
+    specFile: values.spec,
+    env,
+    docs: env.lookup,
+    tune: splits.tune,
+    test: splits.test,
+    budgetMs,
+    budgetStat,
+    epsilon,
+    finalK: intFlag(values['final-k'], 'final-k', 10),
+    calibrate: oneOf(values.calibrate, 'calibrate', ['platt', 'isotonic'] as const),
+    fuse: oneOf(values.fuse, 'fuse', ['rrf', 'linear'] as const),
+    rrfK: numFlag(values['rrf-k'], 'rrf-k') ?? 60,
+    earlyExit: values['early-exit'] ?? false,
+    earlyExitLoss: loss,
+    resamples: intFlag(values.resamples, 'resamples', 1000),
+    seed: intFlag(values.seed, 'seed', 42, 0),
+    progress: true,
+    splitNote: splits.note,
+  });
+  console.log(formatTune(result));
+  if (values.json) writeJson(values.json, result);
+  if (!result.budget.met) {
+    process.stderr.write(`winnow: ${result.budget.message}\n`);
+    if (values.out) process.stderr.write(`no spec written to ${values.out}: raise --budget-ms or drop a stage\n`);
+    return 1;
+  }
+  if (values.out) writeFileSync(values.out, `# written by winnow tune: ${result.budget.message}\n${toYaml(result.spec)}`);
+  return 0;
+}
+
+const f4 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : 'n/a');
+const ms = (x: number) => (x < 10 ? x.toFixed(2) : x.toFixed(1));
+const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : 'n/a');
+
+function planRow(what: string, p: PlanSummary): (string | number)[] {
+  const pairs = Object.values(p.pairs).reduce((a, b) => a + b, 0);
+  return [what, p.label, f4(p['nDCG@10']), f4(p['R@10']), pairs.toFixed(0), ms(p.latencyMs.p50), ms(p.latencyMs.p95)];
+}
+
+/** The tuning report as text: costs, plateau cut-offs, the plan against baselines, extras. */
+export function formatTune(r: TuneResult): string {
+  const out: string[] = [];
+  out.push(`tuning on ${r.splits.tune} (${r.splits.tuneQueries} queries), reporting on ${r.splits.test} (${r.splits.testQueries} queries); pool depth ${r.depth}`);
+  if (r.splits.note) out.push(`note: ${r.splits.note}`);
+  out.push('', 'stage costs measured on this machine:');
+  out.push(
+    textTable(
+      ['stage', 'score kind', 'ms/pair', 'fixed ms/query', 'median ms/query'],
+      r.stages.map((s) => [s.name, s.scoreKind, s.role === 'retriever' ? '-' : s.cost.perPairMs.toFixed(4), ms(s.cost.fixedMs), ms(s.cost.medianQueryMs)]),
+    ),
+  );
+  out.push('', `plateau cut-offs (recall within ${r.epsilon} of the best; 95% bootstrap interval over ${r.resamples} resamples):`);
+  out.push(
+    textTable(
+      ['stage', 'input', 'k', 'R@k', 'max R', 'k 95% CI'],
+      r.curves.map((c) => [c.stage, c.inputK, c.plateau.k, f4(c.plateau.recall), f4(c.plateau.maxRecall), `${c.plateau.kLo}-${c.plateau.kHi}`]),
+    ),
+  );
+  out.push('', `held-out quality (${r.splits.test}); latency predicted per query from the measured costs:`);
+  const rows = [
+    planRow('budget plan', r.chosen.test),
+    planRow('plateau plan', r.plateauPlan.test),
+    planRow('heavy, whole pool', r.baselines.heavyFullPool),
+  ];
+  if (r.baselines.lightAlone) rows.push(planRow('light alone', r.baselines.lightAlone));
+  rows.push(planRow('first pass alone', r.baselines.firstPassAlone));
+  if (r.final.test.label !== r.chosen.test.label) rows.splice(1, 0, planRow('final plan', r.final.test));
+  out.push(textTable(['plan', 'stages', 'nDCG@10', 'R@10', 'pairs/q', 'p50 ms', 'p95 ms'], rows));
+  out.push('', r.budget.message);
+  for (const c of r.calibration ?? []) {
+    const before = c.before ? `ECE ${f4(c.before.ece)} Brier ${f4(c.before.brier)}` : 'raw scores are not probabilities';
+    out.push(
+      `calibration ${c.stage} (${c.scoreKind} → ${c.method}, ${c.after.pairs} held-out pairs, ECE over 10 equal-width bins): ` +
+        `before ${before}; after ECE ${f4(c.after.ece)} Brier ${f4(c.after.brier)}${c.note ? ` (${c.note})` : ''}`,
+    );
+  }
+  if (r.fusion) {
+    const f = r.fusion;
+    out.push(
+      f.note
+        ? `fusion: ${f.note}`
+        : `fusion ${f.method} ${JSON.stringify(f.params)}: held-out nDCG@10 ${f4(f.test.fused)} vs last stage ${f4(f.test.lastStage)} ` +
+            `(${f.beatsLastStageOnTest ? 'beats' : 'does not beat'} it); ${f.adopted ? 'adopted (it won on the tuning split)' : 'not adopted (no gain on the tuning split)'}`,
+    );
+  }
+  if (r.earlyExit) {
+    const e = r.earlyExit;
+    out.push(
+      e.note
+        ? `early exit: ${e.note}`
+        : `early exit: margin >= ${e.margin?.toFixed(4)} skips the last stage for ${pct(e.skipped)} of tuning queries; ` +
+            `held-out: ${pct(e.test?.skipped ?? 0)} skipped, nDCG@10 ${f4(e.test?.['nDCG@10'] ?? NaN)}, p95 ${ms(e.test?.latencyMs.p95 ?? NaN)} ms`,
+    );
+  }
+  out.push(
+    `summary: the final plan keeps ${pct(r.summary.qualityRetained)} of the heavy stage's held-out nDCG@10 (whole pool) ` +
+      `and avoids ${pct(r.summary.heavyPairsAvoided)} of its pairs`,
+  );
+  return out.join('\n');
+}

@@ -1,0 +1,271 @@
+import { compileSpec, type CascadeSpec, type SpecEnv } from '../../cascade/spec.js';
+import { WinnowError } from '../../core/errors.js';
+import { Progress } from '../../core/progress.js';
+import { emptyStats, type Stage } from '../../core/stage.js';
+import type { Doc, DocLookup, Query, ScoreKind } from '../../core/types.js';
+import { Rerank } from '../../rerank/rerank.js';
+import { Retriever } from '../../retrieve/retriever.js';
+import type { Qrels } from '../metrics.js';
+import { median } from './random.js';
+
+/**
+ * One stage of the cascade being tuned, as the tuner sees it: the spec entry it came from
+ * (so a tuned spec can be written back with the same names and options), what its scores
+ * mean, and what it costs on this machine.
+ */
+export interface TuneStage {
+  name: string;
+  role: 'retriever' | 'reranker';
+  scoreKind: ScoreKind;
+  /** the spec entry, without any cut-off */
+  spec: Record<string, unknown>;
+  cost: StageCost;
+}
+
+/**
+ * Cost model of a stage: `fixedMs + perPairMs * pairs` per query. A retriever's cost barely
+ * depends on k (one heap over the postings), so it is measured per query at pool depth.
+ */
+export interface StageCost {
+  perPairMs: number;
+  fixedMs: number;
+  /** measured ms per query for the full pool (retriever: the retrieval) */
+  medianQueryMs: number;
+}
+
+/**
+ * The pool of one query, scored once by every stage. Indices are positions in the
+ * first-pass ranking; `order[s]` lists them best first by stage s (score descending, then
+ * doc id descending: the tie rule of `compareHits`), so any cascade of cut-offs can be
+ * replayed without scoring again: pointwise scores do not depend on who else is in the list.
+ */
+export interface QueryPool {
+  qid: string;
+  docIds: string[];
+  /** qrels value per pool document (0 when unjudged) */
+  gain: Float64Array;
+  /** relevant documents in the qrels (value >= 1), in the pool or not */
+  numRel: number;
+  /** ideal DCG@10 over all judged documents */
+  idcg10: number;
+  scores: Float32Array[];
+  order: Int32Array[];
+  /** ms the retriever took for this query, and ms per pair each reranker took */
+  retrieveMs: number;
+  pairMs: Float64Array;
+}
+
+export interface Pools {
+  stages: TuneStage[];
+  queries: QueryPool[];
+  depth: number;
+  /** queries dropped because the qrels hold no relevant document for them */
+  skippedNoRelevant: number;
+}
+
+export interface ScorePoolOptions {
+  spec: CascadeSpec;
+  env: SpecEnv;
+  docs: DocLookup;
+  queries: readonly Query[];
+  qrels: Qrels;
+  where?: string;
+  progress?: boolean;
+  /** reuse stage costs measured on another split, so both splits are costed alike */
+  costs?: StageCost[];
+}
+
+/**
+ * Splits a linear cascade spec into its scoring stages. Cut-offs are dropped (the tuner
+ * chooses them); anything else (thresholds, fusion) is refused, since its cut-offs are not
+ * a k the tuner could choose.
+ */
+export function tunableStages(spec: CascadeSpec, where = 'spec'): { entries: Record<string, unknown>[]; depth: number } {
+  const entries: Record<string, unknown>[] = [];
+  let depth = 1000;
+  spec.stages.forEach((raw, i) => {
+    if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new WinnowError('bad_spec', `${where}: stages[${i}]: a stage is an object`);
+    const o = raw as Record<string, unknown>;
+    if ('top' in o) return;
+    if ('retrieve' in o) {
+      if (i !== 0) throw new WinnowError('bad_spec', `${where}: stages[${i}]: winnow tune needs the retriever to be the first stage`);
+      const { k, ...rest } = o;
+      if (k !== undefined) {
+        if (typeof k !== 'number' || !Number.isInteger(k) || k < 1) throw new WinnowError('bad_spec', `${where}: stages[${i}].k: expected a positive integer`);
+        depth = k;
+      }
+      entries.push(rest);
+      return;
+    }
+    if ('rerank' in o) {
+      entries.push({ ...o, name: typeof o.name === 'string' ? o.name : `stage${entries.length}` });
+      return;
+    }
+    throw new WinnowError(
+      'bad_spec',
+      `${where}: stages[${i}]: winnow tune handles cascades of retrieve, rerank and top; found ${Object.keys(o).join(', ')}`,
+      'tune the linear cascade first; thresholds, fusion and early exit are then added by winnow tune itself',
+    );
+  });
+  if (entries.length === 0 || !('retrieve' in entries[0])) {
+    throw new WinnowError('bad_spec', `${where}: winnow tune needs a cascade that starts with a retriever (- retrieve: bm25)`);
+  }
+  return { entries, depth };
+}
+
+/** Relevance facts per query that every measure here needs; undefined when nothing is relevant. */
+function judgedFacts(judged: Map<string, number> | undefined): { numRel: number; idcg10: number } | undefined {
+  if (!judged) return undefined;
+  let numRel = 0;
+  const gains: number[] = [];
+  for (const rel of judged.values()) {
+    if (rel >= 1) numRel++;
+    if (rel > 0) gains.push(rel);
+  }
+  if (numRel === 0 && gains.length === 0) return undefined;
+  gains.sort((a, b) => b - a);
+  let idcg10 = 0;
+  for (let i = 0; i < Math.min(10, gains.length); i++) idcg10 += gains[i] / Math.log2(i + 2);
+  return { numRel, idcg10 };
+}
+
+/**
+ * The one scoring pass: retrieve `depth` candidates per query, score every candidate with
+ * every reranker, and time it. Per-pair cost is separated from per-query overhead by also
+ * timing a short call (10 documents) on a sample of queries.
+ */
+export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
+  const where = opts.where ?? 'spec';
+  const { entries, depth } = tunableStages(opts.spec, where);
+  const compiled: Stage[] = [];
+  for (let i = 0; i < entries.length; i++) {
+    let stage: Stage;
+    try {
+      [stage] = (await compileSpec({ stages: [entries[i]] }, opts.env, where)).stages;
+    } catch (e) {
+      if (e instanceof WinnowError) throw new WinnowError(e.code, `stage ${i} cannot run: ${e.message}`, e.hint);
+      throw e;
+    }
+    compiled.push(stage);
+  }
+  const retriever = compiled[0];
+  if (!(retriever instanceof Retriever)) throw new WinnowError('bad_spec', `${where}: the first stage must be a retriever`);
+  const rerankers = compiled.slice(1).map((s, i) => {
+    if (!(s instanceof Rerank)) throw new WinnowError('bad_spec', `${where}: stage ${i + 1} is not a reranker`);
+    return s;
+  });
+  const deep = retriever.withK(depth);
+
+  const queries: QueryPool[] = [];
+  let skippedNoRelevant = 0;
+  const retrieveMs: number[] = [];
+  const fullMs: number[][] = rerankers.map(() => []);
+  const fullN: number[] = [];
+  const smallMs: number[][] = rerankers.map(() => []);
+  const SMALL = 10;
+  const SAMPLE = 25;
+  const progress = opts.progress ? new Progress('tune: scoring pools', opts.queries.length, 'queries') : undefined;
+  for (const query of opts.queries) {
+    const facts = judgedFacts(opts.qrels.get(query.id));
+    if (!facts) {
+      skippedNoRelevant++;
+      progress?.tick();
+      continue;
+    }
+    const judged = opts.qrels.get(query.id) as Map<string, number>;
+    const stats = emptyStats();
+    const t0 = performance.now();
+    const hits = await deep.retrieve(query, depth, { stats, docs: opts.docs });
+    const tRetrieve = performance.now() - t0;
+    const n = hits.length;
+    const docIds = hits.map((h) => h.docId);
+    const docs: Doc[] = docIds.map((id) => {
+      const d = opts.docs.get(id);
+      if (!d) throw new WinnowError('bad_input', `no text for document "${id}" retrieved for query ${query.id}`);
+      return d;
+    });
+    const scores: Float32Array[] = [Float32Array.from(hits, (h) => h.score)];
+    const pairMs = new Float64Array(rerankers.length);
+    for (let s = 0; s < rerankers.length; s++) {
+      const scorer = rerankers[s].scorer;
+      if (queries.length < SAMPLE && n > SMALL) {
+        const ts = performance.now();
+        await scorer.score(query.text, docs.slice(0, SMALL), emptyStats());
+        smallMs[s].push(performance.now() - ts);
+      }
+      const ts = performance.now();
+      const out = n === 0 ? new Float32Array(0) : await scorer.score(query.text, docs, emptyStats());
+      const ms = performance.now() - ts;
+      if (out.length !== n) throw new WinnowError('model_error', `${rerankers[s].name}: returned ${out.length} scores for ${n} documents`);
+      fullMs[s].push(ms);
+      pairMs[s] = ms;
+      scores.push(out);
+    }
+    retrieveMs.push(tRetrieve);
+    fullN.push(n);
+    const gain = Float64Array.from(docIds, (id) => judged.get(id) ?? 0);
+    queries.push({
+      qid: query.id,
+      docIds,
+      gain,
+      numRel: facts.numRel,
+      idcg10: facts.idcg10,
+      scores,
+      order: scores.map((sc) => orderBy(sc, docIds)),
+      retrieveMs: tRetrieve,
+      pairMs,
+    });
+    progress?.tick();
+  }
+  progress?.finish();
+  if (queries.length === 0) {
+    throw new WinnowError(
+      'bad_input',
+      `none of the ${opts.queries.length} queries has a judged relevant document`,
+      'check the qrels split: tuning needs queries with at least one relevance label >= 1',
+    );
+  }
+
+  const stages: TuneStage[] = entries.map((entry, i) => {
+    const stage = compiled[i];
+    const name = stage instanceof Rerank ? stage.name : String(entry.retrieve);
+    const scoreKind: ScoreKind = stage instanceof Rerank ? stage.scorer.kind : 'unbounded';
+    let cost: StageCost;
+    if (opts.costs) cost = opts.costs[i];
+    else if (i === 0) cost = { perPairMs: 0, fixedMs: median(retrieveMs), medianQueryMs: median(retrieveMs) };
+    else cost = fitCost(fullMs[i - 1], fullN, smallMs[i - 1], SMALL);
+    return { name, role: i === 0 ? 'retriever' : 'reranker', scoreKind, spec: entry, cost };
+  });
+  // Per-query per-pair rates keep the spread of costs across queries (long documents cost
+  // more), so a p95 prediction sees the slow queries and not only the median one.
+  for (const q of queries) {
+    for (let s = 0; s < rerankers.length; s++) {
+      const c = stages[s + 1].cost;
+      const n = q.docIds.length;
+      q.pairMs[s] = n > 0 ? Math.max(0, q.pairMs[s] - c.fixedMs) / n : c.perPairMs;
+    }
+  }
+  return { stages, queries, depth, skippedNoRelevant };
+}
+
+function fitCost(full: number[], n: number[], small: number[], smallN: number): StageCost {
+  const medFull = median(full);
+  const medN = median(n);
+  if (small.length === 0 || medN <= smallN) {
+    return { perPairMs: medN > 0 ? medFull / medN : 0, fixedMs: 0, medianQueryMs: medFull };
+  }
+  const medSmall = median(small);
+  const perPairMs = Math.max(0, (medFull - medSmall) / (medN - smallN));
+  const fixedMs = Math.max(0, medSmall - perPairMs * smallN);
+  return { perPairMs, fixedMs, medianQueryMs: medFull };
+}
+
+/** Pool indices best first by score, ties by doc id descending (as `compareHits`). */
+export function orderBy(scores: Float32Array, docIds: readonly string[]): Int32Array {
+  const idx = Int32Array.from({ length: scores.length }, (_, i) => i);
+  idx.sort((a, b) => {
+    if (scores[a] !== scores[b]) return scores[b] - scores[a];
+    return docIds[a] > docIds[b] ? -1 : docIds[a] < docIds[b] ? 1 : 0;
+  });
+  return idx;
+}

@@ -1,0 +1,172 @@
+import type { Bm25Data } from '../bm25/format.js';
+import { lengthNorm, quantizeLength, termWeight, tfNorm, type Bm25Params } from '../bm25/similarity.js';
+import { Analyzer } from '../../text/analyzer.js';
+
+/** One immutable BM25 segment as a search sees it: its postings plus the collection's tombstones. */
+export interface Bm25Segment {
+  data: Bm25Data;
+  /** 1 where the local document is deleted; undefined when none is */
+  deleted?: Uint8Array;
+}
+
+/** A candidate: its score and where it lives (segment number, local document number). */
+export interface SegmentHit {
+  seg: number;
+  doc: number;
+  score: number;
+}
+
+/**
+ * BM25 over several segments with *collection-wide* statistics, so a document scores exactly
+ * what a fresh index over the live documents would give it (Lucene gets the same by summing
+ * per-segment statistics; here deletes are subtracted too, which Lucene only does at merge):
+ * N = live documents with at least one term, avgdl over those, df = live postings of the term.
+ * Per-document norms depend on avgdl, so they are computed when the view is opened; the
+ * segment files store raw tfs and lengths only.
+ */
+export class SegmentedBm25 {
+  readonly docCount: number;
+  readonly avgdl: number;
+  private readonly analyzer: Analyzer;
+  private readonly termIds: Map<string, number>[];
+  private readonly norms: Float32Array[];
+  private readonly dfCache = new Map<string, number>();
+  private acc: Float32Array;
+
+  constructor(
+    readonly segments: readonly Bm25Segment[],
+    readonly params: Bm25Params,
+    opts: { stem: boolean; stopWords: boolean; lossyNorms: boolean },
+  ) {
+    this.analyzer = new Analyzer({ stem: opts.stem, stopWords: opts.stopWords ? undefined : false });
+    let docCount = 0;
+    let sumDocLen = 0;
+    let maxDocs = 0;
+    for (const s of segments) {
+      const lens = s.data.docLens;
+      maxDocs = Math.max(maxDocs, lens.length);
+      for (let d = 0; d < lens.length; d++) {
+        if (s.deleted?.[d] || lens[d] === 0) continue;
+        docCount++;
+        sumDocLen += lens[d];
+      }
+    }
+    this.docCount = docCount;
+    this.avgdl = docCount > 0 ? sumDocLen / docCount : 1;
+    this.termIds = segments.map((s) => {
+      const m = new Map<string, number>();
+      for (let t = 0; t < s.data.terms.length; t++) m.set(s.data.terms[t], t);
+      return m;
+    });
+    this.norms = segments.map((s) => {
+      const lens = s.data.docLens;
+      const out = new Float32Array(lens.length);
+      for (let d = 0; d < lens.length; d++) {
+        out[d] = lengthNorm(params, opts.lossyNorms ? quantizeLength(lens[d]) : lens[d], this.avgdl);
+      }
+      return out;
+    });
+    this.acc = new Float32Array(maxDocs);
+  }
+
+  /** Live documents containing `term` across every segment. */
+  df(term: string): number {
+    let df = this.dfCache.get(term);
+    if (df !== undefined) return df;
+    df = 0;
+    for (let si = 0; si < this.segments.length; si++) {
+      const t = this.termIds[si].get(term);
+      if (t === undefined) continue;
+      const { postingStarts, postingDocs } = this.segments[si].data;
+      const deleted = this.segments[si].deleted;
+      if (!deleted) {
+        df += postingStarts[t + 1] - postingStarts[t];
+        continue;
+      }
+      for (let p = postingStarts[t]; p < postingStarts[t + 1]; p++) if (!deleted[postingDocs[p]]) df++;
+    }
+    this.dfCache.set(term, df);
+    return df;
+  }
+
+  /** The `k` best live documents for `queryText`, best first (ties: earlier segment, lower doc). */
+  search(queryText: string, k: number): SegmentHit[] {
+    const counts = new Map<string, number>();
+    this.analyzer.forEachTerm(queryText, (t) => counts.set(t, (counts.get(t) ?? 0) + 1));
+    if (counts.size === 0 || k <= 0) return [];
+    const terms = [...counts.keys()];
+    const weights = terms.map((t) => termWeight(this.docCount, this.df(t), counts.get(t)!));
+    const top = new HitHeap(k);
+    const acc = this.acc;
+    for (let si = 0; si < this.segments.length; si++) {
+      const { postingStarts, postingDocs, postingTfs } = this.segments[si].data;
+      const deleted = this.segments[si].deleted;
+      const norms = this.norms[si];
+      const touched: number[] = [];
+      for (let i = 0; i < terms.length; i++) {
+        const t = this.termIds[si].get(terms[i]);
+        if (t === undefined) continue;
+        const w = weights[i];
+        for (let p = postingStarts[t]; p < postingStarts[t + 1]; p++) {
+          const d = postingDocs[p];
+          if (acc[d] === 0) touched.push(d);
+          // Same float32 rounding points as Bm25Index: impact as float32, sum in a float32 slot.
+          acc[d] += w * tfNorm(postingTfs[p], norms[d]);
+        }
+      }
+      for (const d of touched) {
+        const s = acc[d];
+        acc[d] = 0;
+        if (deleted?.[d] || !(s > 0)) continue;
+        top.offer(s, si, d);
+      }
+    }
+    return top.drain();
+  }
+}
+
+/** Bounded min-heap of (score, seg, doc); the root is the worst kept. */
+export class HitHeap {
+  private readonly hits: SegmentHit[] = [];
+  constructor(private readonly k: number) {}
+
+  private static worse(a: SegmentHit, b: SegmentHit): boolean {
+    if (a.score !== b.score) return a.score < b.score;
+    return a.seg !== b.seg ? a.seg > b.seg : a.doc > b.doc;
+  }
+
+  offer(score: number, seg: number, doc: number): void {
+    const h = this.hits;
+    if (h.length === this.k) {
+      const root = h[0];
+      if (score < root.score || (score === root.score && !HitHeap.worse(root, { score, seg, doc }))) return;
+      let i = 0;
+      const item = { score, seg, doc };
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= h.length) break;
+        const r = l + 1;
+        const c = r < h.length && HitHeap.worse(h[r], h[l]) ? r : l;
+        if (!HitHeap.worse(h[c], item)) break;
+        h[i] = h[c];
+        i = c;
+      }
+      h[i] = item;
+      return;
+    }
+    const item = { score, seg, doc };
+    let i = h.length;
+    h.push(item);
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!HitHeap.worse(item, h[p])) break;
+      h[i] = h[p];
+      i = p;
+    }
+    h[i] = item;
+  }
+
+  drain(): SegmentHit[] {
+    return this.hits.sort((a, b) => (HitHeap.worse(a, b) ? 1 : HitHeap.worse(b, a) ? -1 : 0));
+  }
+}

@@ -1,0 +1,38 @@
+import type { StageDescription } from '../../core/stage.js';
+import { compareHits, type Hit, type Query } from '../../core/types.js';
+import type { Collection } from '../collection/collection.js';
+import { Retriever } from '../retriever.js';
+
+/**
+ * Dense first pass over a collection: the query is embedded with the collection's model and
+ * the nearest documents come from the HNSW graph (or an exact scan for small collections).
+ */
+export class DenseRetriever extends Retriever {
+  constructor(
+    readonly collection: Collection,
+    k?: number,
+    name = 'dense',
+  ) {
+    super(name, k);
+  }
+
+  withK(k: number): DenseRetriever {
+    return new DenseRetriever(this.collection, k, this.name);
+  }
+
+  async retrieve(query: Query, k: number): Promise<Hit[]> {
+    const hits = await this.collection.searchDense(query.text, k);
+    return hits.map((h) => ({ docId: h.docId, score: h.score, scores: { [this.name]: h.score } })).sort(compareHits);
+  }
+
+  describe(): StageDescription {
+    const c = this.collection.config;
+    return {
+      retrieve: this.name,
+      k: this.k,
+      collection: this.collection.name,
+      model: c.model?.id,
+      ann: this.collection.usesAnn ? { m: c.ann.m, efConstruction: c.ann.efConstruction, efSearch: c.ann.efSearch, quantization: c.ann.quantization } : 'exact',
+    };
+  }
+}
