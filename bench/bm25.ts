@@ -245,6 +245,13 @@ async function main(): Promise<void> {
       'CPU time is the wall time; on a shared one it is the figure least moved by the neighbours). Medians and ' +
       'wall-clock figures are in bm25.json.',
     '',
+    ...(result.machine.load_avg_1m > result.machine.cores
+      ? [
+          `**The machine was busy** (load average ${result.machine.load_avg_1m.toFixed(1)} on ${result.machine.cores} cores): ` +
+            'expect ratios to move between runs; rerun on an idle machine for numbers to quote.',
+          '',
+        ]
+      : []),
     '| | Winnow | bm25s | Winnow / bm25s |',
     '|---|---:|---:|---:|',
     `| index (analysis + build), CPU s | ${f(w.index.cpu_s)} | ${f(b.index.cpu_s)} | ${f(ratios.index_speed_cpu, 2)}x faster |`,

