@@ -135,10 +135,16 @@ async function child(lib: string, truthFile: string): Promise<LibResult> {
     fs.rmSync(file, { force: true });
     return { lib, buildSeconds, buildRssMb, sweep };
   }
-  // hnswlib-node is a devDependency used only here; required at run time so the library code
-  // does not depend on it.
+  // hnswlib-node is the peer measured here only; it compiles with node-gyp on install, so it is
+  // not a dependency: `npm install --no-save hnswlib-node` before running this benchmark.
   const require = createRequire(import.meta.url);
-  const { HierarchicalNSW } = require('hnswlib-node') as {
+  let hnswlib: unknown;
+  try {
+    hnswlib = require('hnswlib-node');
+  } catch {
+    throw new Error('hnswlib-node is not installed: npm install --no-save hnswlib-node (or pass --libs usearch-f16)');
+  }
+  const { HierarchicalNSW } = hnswlib as {
     HierarchicalNSW: new (space: string, dim: number) => {
       initIndex(max: number, m: number, efc: number, seed: number): void;
       addPoint(p: number[], label: number): void;

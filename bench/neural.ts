@@ -17,7 +17,7 @@
  * Bi-encoder: all-MiniLM-L6-v2 (real weights: safetensors for the peer, ONNX for Winnow) on the
  * first `--bi-docs` SciFact documents: Winnow `BiEncoder.embedDocs` (no embedding cache) vs
  * `SentenceTransformer.encode`.
- * Every system runs once per round and rounds interleave, so load from other processes on this
+ * Every system runs once per round, in an order that rotates each round, so load from other processes on this
  * shared machine hits every system alike; ratios are per-round, reported as the median.
  *
  * GFLOP/s: encoder FLOPs of the padded batches Winnow actually ran, per layer per sequence
@@ -240,34 +240,49 @@ async function main(): Promise<void> {
   let peerCe: PeerOutput | undefined;
   let peerBi: PeerOutput | undefined;
   const peerArgs = ['--threads', String(threads), '--batch-size', String(batchSize), '--repeats', '1'];
-  for (let r = 0; r < rounds; r++) {
-    log(`round ${r + 1}/${rounds}`);
-    for (const q of [false, true]) {
+  // each system is one task; the order rotates every round so drifting load is spread evenly
+  const tasks: [string, () => Promise<void>][] = [];
+  for (const q of [false, true]) {
+    const key = `winnow-ce-${q ? 'int8' : 'fp32'}`;
+    tasks.push([key, async () => {
       const ce = await winnowCe(q);
       const [scores, t] = await timed(() => ce.scoreMany(requests));
-      push(`winnow-ce-${q ? 'int8' : 'fp32'}`, t);
-      samples[`winnow-ce-${q ? 'int8' : 'fp32'}`] = Array.from(scores.slice(0, 10), (s) => s[0]);
-    }
-    for (const dtype of Object.keys(tjsModels)) {
+      push(key, t);
+      samples[key] = Array.from(scores.slice(0, 10), (s) => s[0]);
+    }]);
+  }
+  for (const dtype of Object.keys(tjsModels)) {
+    const key = `tjs-ce-${dtype === 'q8' ? 'int8' : 'fp32'}`;
+    tasks.push([key, async () => {
       const [scores, t] = await timed(() => tjsScore(dtype));
-      push(`tjs-ce-${dtype === 'q8' ? 'int8' : 'fp32'}`, t);
-      samples[`tjs-ce-${dtype === 'q8' ? 'int8' : 'fp32'}`] = Array.from(scores.slice(0, 10));
-    }
-    if (!skip.has('peer-ce')) {
+      push(key, t);
+      samples[key] = Array.from(scores.slice(0, 10));
+    }]);
+  }
+  if (!skip.has('peer-ce')) {
+    tasks.push(['st-ce-fp32', async () => {
       peerCe = runPython(python, ['bench/neural_peer.py', '--mode', 'ce', '--model', ceDir, '--inputs', ceInputs, '--max-length', String(maxLength), ...peerArgs]);
       push('st-ce-fp32', peerCe.times[0]);
-      log(`  ce: winnow fp32 ${times['winnow-ce-fp32'].at(-1)!.wall_s.toFixed(2)}s, int8 ${times['winnow-ce-int8'].at(-1)!.wall_s.toFixed(2)}s, st ${peerCe.times[0].wall_s.toFixed(2)}s`);
-    }
-    if (!skip.has('bi')) {
-      for (const q of [false, true]) {
+    }]);
+  }
+  if (!skip.has('bi')) {
+    for (const q of [false, true]) {
+      const key = `winnow-bi-${q ? 'int8' : 'fp32'}`;
+      tasks.push([key, async () => {
         const bi = await winnowBi(q);
         const [, t] = await timed(() => bi.embedDocs(biDocs));
-        push(`winnow-bi-${q ? 'int8' : 'fp32'}`, t);
-      }
+        push(key, t);
+      }]);
+    }
+    tasks.push(['st-bi-fp32', async () => {
       peerBi = runPython(python, ['bench/neural_peer.py', '--mode', 'bi', '--model', biDir, '--inputs', biInputs, ...peerArgs]);
       push('st-bi-fp32', peerBi.times[0]);
-      log(`  bi: winnow fp32 ${times['winnow-bi-fp32'].at(-1)!.wall_s.toFixed(2)}s, st ${peerBi.times[0].wall_s.toFixed(2)}s`);
-    }
+    }]);
+  }
+  for (let r = 0; r < rounds; r++) {
+    const order = [...tasks.slice(r % tasks.length), ...tasks.slice(0, r % tasks.length)];
+    for (const [, run] of order) await run();
+    log(`round ${r + 1}/${rounds}: ${order.map(([k]) => `${k} ${times[k].at(-1)!.wall_s.toFixed(1)}s`).join(', ')}`);
   }
 
   // where the cross-encoder time goes: tokenisation alone, and padding waste

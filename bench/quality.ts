@@ -246,7 +246,7 @@ async function main(): Promise<void> {
     '',
     '| model | scorer id | cold? | embedded | from disk cache | docs s | queries s |',
     '| --- | --- | --- | ---: | ---: | ---: | ---: |',
-    ...modelInfo.map((m) => `| ${m.id} | \`${m.scorer}\` | ${m.cold ? 'cold' : 'warm'} | ${m.docsEmbedded} | ${m.docsFromCache} | ${m.docSeconds} | ${m.querySeconds} |`),
+    ...modelInfo.map((m) => `| ${m.id} | \`${String(m.scorer).replaceAll('|', '\\|')}\` | ${m.cold ? 'cold' : 'warm'} | ${m.docsEmbedded} | ${m.docsFromCache} | ${m.docSeconds} | ${m.querySeconds} |`),
     '',
   ].join('\n');
   fs.writeFileSync(`${values.out}.md`, md);

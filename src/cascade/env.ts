@@ -10,6 +10,8 @@ import { isRemoteRef, remoteScorer } from '../rerank/remote/index.js';
 import type { Scorer } from '../rerank/scorer.js';
 import { Bm25Index, type Bm25Params } from '../retrieve/bm25/index.js';
 import { Bm25Retriever, Bm25Scorer } from '../retrieve/bm25/stage.js';
+import type { Collection } from '../retrieve/collection/collection.js';
+import { collectionRetriever, openCollection } from '../retrieve/collection/env.js';
 import type { Retriever } from '../retrieve/retriever.js';
 import type { SpecEnv } from './spec.js';
 
@@ -25,6 +27,11 @@ export interface EnvOptions {
    * saved there. Unlike the cache, a damaged file here is an error, not a silent rebuild.
    */
   indexFile?: string;
+  /**
+   * a collection (`winnow index`) by name or path: its BM25, dense and hybrid retrievers and
+   * its document store replace the corpus
+   */
+  collection?: string;
   /** keep document embeddings on disk here, so a document is embedded once across runs */
   embeddingCacheDir?: string;
   progress?: boolean;
@@ -39,6 +46,7 @@ export interface EnvOptions {
  */
 export class WinnowEnv implements SpecEnv {
   readonly docs: Map<string, Doc>;
+  private collection?: Collection;
   private readonly indexes = new Map<string, Promise<Bm25Index>>();
   /** one scorer per model and options, so stages naming the same model share its session and caches */
   private readonly models = new Map<string, Promise<Scorer>>();
@@ -49,13 +57,20 @@ export class WinnowEnv implements SpecEnv {
   }
 
   static async create(opts: EnvOptions): Promise<WinnowEnv> {
+    if (opts.collection && opts.corpus) {
+      throw new WinnowError('usage', 'give a corpus or a collection, not both', 'a collection holds its own documents');
+    }
     const env = new WinnowEnv({ ...opts, corpus: opts.corpus && corpusFile(opts.corpus) });
+    if (opts.collection) env.collection = await openCollection(opts.collection);
     await env.loadCorpus();
     return env;
   }
 
   get lookup(): DocLookup {
-    return this.docs;
+    const { collection, docs } = this;
+    if (!collection) return docs;
+    // inline documents (test_queries.jsonl candidates) first, then the collection's store
+    return { get: (id) => docs.get(id) ?? collection.get(id) };
   }
 
   /** Reads the corpus into memory once: rerankers need document text by id. */
@@ -118,7 +133,17 @@ export class WinnowEnv implements SpecEnv {
   }
 
   async retriever(name: string, options: Record<string, unknown>, where: string): Promise<Retriever> {
-    if (name !== 'bm25') throw new WinnowError('bad_spec', `${where}: unknown retriever "${name}"`, 'known retrievers: bm25');
+    if (this.collection) {
+      const r = collectionRetriever(this.collection, name, options, where);
+      if (r) return r;
+    }
+    if (name !== 'bm25') {
+      throw new WinnowError(
+        'bad_spec',
+        `${where}: unknown retriever "${name}"`,
+        this.collection ? 'known retrievers: bm25, dense, hybrid' : 'known retrievers: bm25; dense and hybrid need a collection (winnow index, --collection)',
+      );
+    }
     return new Bm25Retriever(await this.bm25(bm25Params(options, where)));
   }
 
@@ -150,8 +175,9 @@ export class WinnowEnv implements SpecEnv {
     }
   }
 
-  /** Releases model sessions. */
+  /** Releases model sessions and the collection. */
   async close(): Promise<void> {
+    await this.collection?.close();
     for (const s of this.models.values()) await (await s.catch(() => undefined))?.close?.();
   }
 }

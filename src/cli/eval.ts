@@ -17,7 +17,7 @@ import { Rerank } from '../rerank/rerank.js';
 import { intFlag, parseFlags } from './args.js';
 
 export const EVAL_USAGE = `usage: winnow eval (--dataset DIR [--split test] | --queries FILE [--qrels FILE] [--corpus FILE])
-                   [--first-pass bm25|none] [--first-k 1000]
+                   [--collection NAME] [--first-pass bm25|dense|hybrid|none] [--first-k 1000]
                    [--stage1-model REF] [--stage2-model REF] [--pool-size 100] [--final-k 10]
                    [--spec FILE] [--json FILE] [--run FILE] [--cache-entries N]
                    [--index FILE] [--index-cache DIR]
@@ -26,7 +26,10 @@ export const EVAL_USAGE = `usage: winnow eval (--dataset DIR [--split test] | --
   --queries FILE      queries.jsonl or test_queries.jsonl (queries with candidates and labels)
   --qrels FILE        TREC qrels or BEIR qrels .tsv (else the labels in --queries)
   --corpus FILE       corpus.jsonl for the first pass and for document text
-  --first-pass NAME   bm25 (default with a corpus) or none (rerank the given candidates)
+  --collection NAME   a collection made by winnow index (name or path): first pass and text
+                      come from it instead of the corpus
+  --first-pass NAME   bm25 (default with a corpus), dense or hybrid (BM25 + dense, RRF k=60;
+                      need a collection with a model), or none (rerank the given candidates)
   --first-k K         candidates the first pass retrieves (default 1000)
   --stage1-model REF  first rerank stage: a scorer name (bm25) or a model folder
   --stage2-model REF  second rerank stage; stage 1 then keeps --pool-size candidates for it
@@ -45,6 +48,7 @@ const FLAGS = {
   queries: { type: 'string' },
   qrels: { type: 'string' },
   corpus: { type: 'string' },
+  collection: { type: 'string' },
   'first-pass': { type: 'string' },
   'first-k': { type: 'string' },
   'stage1-model': { type: 'string' },
@@ -65,14 +69,18 @@ export interface EvalInputs {
   queries: Query[];
   qrels: Qrels;
   corpus?: string;
+  collection?: string;
   docs?: Map<string, Doc>;
   candidates?: Map<string, string[]>;
   warnings: string[];
 }
 
+const FIRST_PASSES = ['bm25', 'dense', 'hybrid', 'none'] as const;
+export type FirstPass = (typeof FIRST_PASSES)[number];
+
 /** The cascade the stage flags describe: first pass, stage 1 (cut to the pool), stage 2, final cut. */
 export interface CascadeFlags {
-  firstPass: 'bm25' | 'none';
+  firstPass: FirstPass;
   firstK: number;
   stage1?: string;
   stage2?: string;
@@ -90,12 +98,13 @@ export async function evalCommand(args: string[]): Promise<number> {
   const finalK = intFlag(values['final-k'], 'final-k', 10);
   const env = await WinnowEnv.create({
     corpus: inputs.corpus,
+    collection: inputs.collection,
     docs: inputs.docs,
     indexCacheDir: values['index-cache'] ?? '.winnow-cache',
     indexFile: values.index,
     progress: true,
   });
-  if (inputs.corpus) inputs.warnings.push(...checkQrels(inputs.qrels, new Set(inputs.qrels.keys()), env.docs));
+  if (inputs.corpus || inputs.collection) inputs.warnings.push(...checkQrels(inputs.qrels, new Set(inputs.qrels.keys()), { has: (id) => env.lookup.get(id) !== undefined }));
   for (const w of inputs.warnings) process.stderr.write(`warning: ${w}\n`);
 
   const pipeline = values.spec
@@ -130,7 +139,7 @@ export async function evalCommand(args: string[]): Promise<number> {
 
 export async function cascadeFromFlags(flags: CascadeFlags, env: WinnowEnv): Promise<Pipeline> {
   let p = new Pipeline([]);
-  if (flags.firstPass === 'bm25') p = p.andThen(await env.retriever('bm25', {}, '--first-pass')).top(flags.firstK);
+  if (flags.firstPass !== 'none') p = p.andThen(await env.retriever(flags.firstPass, {}, '--first-pass')).top(flags.firstK);
   if (flags.stage1) {
     p = p.andThen(new Rerank(await env.scorer(flags.stage1, {}, '--stage1-model'), 'stage1'));
     if (flags.stage2) {
@@ -144,24 +153,29 @@ export async function cascadeFromFlags(flags: CascadeFlags, env: WinnowEnv): Pro
   return p;
 }
 
-function firstPassFlag(value: string | undefined, inputs: EvalInputs): 'bm25' | 'none' {
-  const v = value ?? (inputs.candidates ? 'none' : 'bm25');
-  if (v !== 'bm25' && v !== 'none') throw new WinnowError('usage', `--first-pass must be bm25 or none, got "${v}"`);
-  if (v === 'bm25' && !inputs.corpus && !inputs.docs?.size) {
-    throw new WinnowError('usage', 'a BM25 first pass needs a corpus', 'give --dataset or --corpus, or --first-pass none with candidates');
+function firstPassFlag(value: string | undefined, inputs: EvalInputs): FirstPass {
+  const v = (value ?? (inputs.candidates ? 'none' : 'bm25')) as FirstPass;
+  if (!FIRST_PASSES.includes(v)) throw new WinnowError('usage', `--first-pass must be one of ${FIRST_PASSES.join(', ')}, got "${v}"`);
+  if (v === 'bm25' && !inputs.corpus && !inputs.collection && !inputs.docs?.size) {
+    throw new WinnowError('usage', 'a BM25 first pass needs a corpus', 'give --dataset, --corpus or --collection, or --first-pass none with candidates');
+  }
+  if ((v === 'dense' || v === 'hybrid') && !inputs.collection) {
+    throw new WinnowError('usage', `a ${v} first pass needs a collection with vectors`, 'build one with winnow index NAME --corpus DIR --model REF, then pass --collection NAME');
   }
   return v;
 }
 
-type EvalFlagValues = { dataset?: string; split?: string; queries?: string; qrels?: string; corpus?: string };
+type EvalFlagValues = { dataset?: string; split?: string; queries?: string; qrels?: string; corpus?: string; collection?: string };
 
 export async function loadEvalInputs(values: EvalFlagValues): Promise<EvalInputs> {
   if (values.dataset) {
     if (values.queries || values.qrels || values.corpus) {
-      throw new WinnowError('usage', '--dataset cannot be combined with --queries/--qrels/--corpus');
+      throw new WinnowError('usage', '--dataset cannot be combined with --queries/--qrels/--corpus', 'use --collection to take documents from a collection instead');
     }
     const ds = await loadBeir(values.dataset, values.split ?? 'test');
-    return { queries: ds.queries, qrels: ds.qrels, corpus: ds.corpusFile, warnings: ds.warnings };
+    // With a collection the documents come from it; the dataset gives queries and qrels.
+    const source = values.collection ? { collection: values.collection } : { corpus: ds.corpusFile };
+    return { queries: ds.queries, qrels: ds.qrels, ...source, warnings: ds.warnings };
   }
   if (!values.queries) throw new WinnowError('usage', 'give --dataset DIR or --queries FILE', EVAL_USAGE);
   const tq = await readTestQueries(values.queries);
@@ -179,6 +193,7 @@ export async function loadEvalInputs(values: EvalFlagValues): Promise<EvalInputs
     queries: judged,
     qrels,
     corpus: values.corpus,
+    collection: values.collection,
     docs: tq.docs,
     candidates: hasCandidates ? tq.candidates : undefined,
     warnings,

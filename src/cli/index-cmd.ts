@@ -9,7 +9,7 @@ import { loadEmbedder } from '../retrieve/dense/load.js';
 import { intFlag, parseFlags } from './args.js';
 
 const USAGE = `usage:
-  winnow index NAME --corpus DIR|FILE|- [--model REF] [--m 16] [--ef-construction 200] [--ef-search 100]
+  winnow index NAME --corpus DIR|FILE|- [--model REF] [--m 16] [--ef-construction 200] [--ef-search 128]
                     [--quantization f16|f32|i8] [--exact-below 20000] [--segment-docs 50000] [--skip-empty]
   winnow index NAME --add FILE|- [--upsert] [--skip-empty]
   winnow index NAME --update FILE|-
@@ -66,7 +66,7 @@ export async function indexCommand(args: string[]): Promise<number> {
     const ann: Partial<AnnParams> = {};
     if (v.m !== undefined) ann.m = intFlag(v.m, 'm', 16, 2);
     if (v['ef-construction'] !== undefined) ann.efConstruction = intFlag(v['ef-construction'], 'ef-construction', 200);
-    if (v['ef-search'] !== undefined) ann.efSearch = intFlag(v['ef-search'], 'ef-search', 100);
+    if (v['ef-search'] !== undefined) ann.efSearch = intFlag(v['ef-search'], 'ef-search', 128);
     if (v['exact-below'] !== undefined) ann.exactBelow = intFlag(v['exact-below'], 'exact-below', 20000, 0);
     if (v.quantization !== undefined) {
       if (v.quantization !== 'f32' && v.quantization !== 'f16' && v.quantization !== 'i8') throw new WinnowError('usage', '--quantization is f32, f16 or i8');

@@ -1,9 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { WinnowError } from '../core/errors.js';
 import { demoCommand } from './demo.js';
+import { WinnowEnv } from '../cascade/env.js';
 import { evalCommand } from './eval.js';
+import { indexCommand } from './index-cmd.js';
 import { modelsCommand } from './models.js';
 import { reportCommand } from './report.js';
+import { searchCommand } from './search.js';
 import { serveCommand } from './serve.js';
 import { tuneCommand } from './tune.js';
 
@@ -12,6 +15,12 @@ type Command = (args: string[]) => Promise<number>;
 const COMMANDS: Record<string, { run: Command; summary: string }> = {
   demo: { run: demoCommand, summary: 'run a complete cascade over the bundled Cranfield collection' },
   eval: { run: evalCommand, summary: 'evaluate a cascade on a labelled query set (quality and per-stage latency)' },
+  index: { run: indexCommand, summary: 'create or update a collection (BM25, vectors, HNSW) with add, update, delete' },
+  search: {
+    // rerank stages of a --spec resolve their models like everywhere else
+    run: (args) => searchCommand(args, async (ref, o, w) => (await WinnowEnv.create({})).scorer(ref, o, w)),
+    summary: 'search a collection and print hits with the score of every stage',
+  },
   tune: { run: tuneCommand, summary: 'choose cut-offs for a latency budget from recall curves; calibrate, fuse, early exit' },
   report: { run: reportCommand, summary: 'turn an eval.json or tune.json into a self-contained HTML report' },
   serve: { run: serveCommand, summary: 'serve cascades over HTTP (Cohere, Jina, TEI and native shapes)' },
