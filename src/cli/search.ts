@@ -16,7 +16,7 @@ const USAGE = `usage: winnow search NAME "query" [--first-pass bm25|dense|hybrid
 Searches a collection made by \`winnow index\`. --first-pass defaults to hybrid when the
 collection has vectors, else bm25. --depth is how deep each first pass goes before fusion.
 --spec runs a cascade spec whose \`retrieve:\` stages (bm25, dense, hybrid) use the collection;
-rerank stages resolve through --scorer-env (model folders are loaded by the lead's env).`;
+rerank stages take model folders, model references and remote APIs, as in winnow eval.`;
 
 const FLAGS = {
   'first-pass': { type: 'string' },
@@ -31,8 +31,8 @@ const FLAGS = {
 } as const;
 
 /**
- * Resolves rerank refs in `--spec` files. The lead's `WinnowEnv` knows model folders and remote
- * APIs; main.ts can pass its resolver here so `winnow search --spec` reranks like `winnow eval`.
+ * Resolves rerank refs in `--spec` files; main.ts passes `WinnowEnv`'s, so `winnow search --spec`
+ * reranks like `winnow eval` without this module loading models itself.
  */
 export type ScorerResolver = (ref: string, options: Record<string, unknown>, where: string) => Promise<Scorer>;
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { emptyStats } from '../../src/core/stage.js';
 import { CrossEncoder } from '../../src/rerank/cross-encoder.js';
 import { loadScorer } from '../../src/rerank/load.js';
+import { isMultiQueryScorer } from '../../src/serve/batcher.js';
 import { assertClose, expected, modelDir } from '../models/fixtures.js';
 
 const TOL = 1e-4;
@@ -102,6 +103,7 @@ test('scoreMany merges queries into shared batches and equals per-query score', 
   // a query repeated with other documents, and an empty request, must route back correctly
   requests.push({ query: requests[0].query, docs: docs(['another document', 'and one more']) }, { query: 'empty', docs: [] });
   const ce = await CrossEncoder.load(modelDir('tiny-bert-ce'), { batchSize: 3 });
+  assert.ok(isMultiQueryScorer(ce), 'the server batcher must see scoreMany');
   const before = ce.counters.runs;
   const stats = emptyStats();
   const many = await ce.scoreMany(requests, stats);
