@@ -1,5 +1,5 @@
 import type { Stage, StageContext, StageDescription } from '../core/stage.js';
-import type { Hit, Query, Ranking } from '../core/types.js';
+import { compareHits, type Hit, type Query, type Ranking } from '../core/types.js';
 
 /** Depth a retriever goes to when no cut-off follows it (PyTerrier and trec_eval runs use 1000). */
 export const DEFAULT_RETRIEVE_K = 1000;
@@ -23,6 +23,14 @@ export abstract class Retriever implements Stage {
   abstract retrieve(query: Query, k: number, ctx: StageContext): Promise<Hit[]>;
 
   abstract describe(): StageDescription;
+
+  /**
+   * Hits under this retriever's name, in the one tie order (engines break ties by internal
+   * doc number; after this, ties follow `compareHits` like every other stage).
+   */
+  protected toHits(results: readonly { docId: string; score: number }[]): Hit[] {
+    return results.map((h) => ({ docId: h.docId, score: h.score, scores: { [this.name]: h.score } })).sort(compareHits);
+  }
 
   async run(batch: readonly Ranking[], ctx: StageContext): Promise<Ranking[]> {
     const out: Ranking[] = [];

@@ -2,8 +2,10 @@ import { compileSpec, type CascadeSpec, type SpecEnv } from '../../cascade/spec.
 import { WinnowError } from '../../core/errors.js';
 import { Progress } from '../../core/progress.js';
 import { emptyStats, type Stage } from '../../core/stage.js';
-import type { Doc, DocLookup, Query, ScoreKind } from '../../core/types.js';
+import { docText, type Doc, type DocLookup, type Query, type ScoreKind } from '../../core/types.js';
+import { EmbeddingCache } from '../../rerank/embedding-cache.js';
 import { Rerank } from '../../rerank/rerank.js';
+import type { Scorer } from '../../rerank/scorer.js';
 import { Retriever } from '../../retrieve/retriever.js';
 import type { Qrels } from '../metrics.js';
 import { median } from './random.js';
@@ -20,6 +22,13 @@ export interface TuneStage {
   /** the spec entry, without any cut-off */
   spec: Record<string, unknown>;
   cost: StageCost;
+  /** document embeddings served from the scorer's cache vs computed during the scoring pass */
+  docEmbeddings?: DocEmbeddingCounts;
+}
+
+export interface DocEmbeddingCounts {
+  fromCache: number;
+  embedded: number;
 }
 
 /**
@@ -29,8 +38,28 @@ export interface TuneStage {
 export interface StageCost {
   perPairMs: number;
   fixedMs: number;
-  /** measured ms per query for the full pool (retriever: the retrieval) */
+  /** measured ms per query for the full pool (retriever: the retrieval); cold: predicted */
   medianQueryMs: number;
+  /**
+   * How the cost was measured. `pool`: timing of the scoring pass itself. `cold`: for scorers
+   * with a document-side cache (bi-encoders, late interaction), the scoring pass mostly reads
+   * cached embeddings, so a pair would look as cheap as a dot product; the cost a cascade pays
+   * for such a reranker is embedding unseen documents (plus the query once), so it is timed
+   * on a fresh scorer without a disk cache, on documents it has never embedded.
+   */
+  measured?: 'pool' | 'cold';
+  cold?: ColdSample;
+}
+
+export interface ColdSample {
+  /** queries sampled, and documents per timed call (small and large) */
+  queries: number;
+  smallDocs: number;
+  largeDocs: number;
+  /** mean characters of the sampled documents: per-query rates scale by each pool's mean */
+  meanDocChars: number;
+  /** cache hits of the cold scorer during the sample: 0 when the measurement was truly cold */
+  cacheHits: number;
 }
 
 /**
@@ -73,6 +102,14 @@ export interface ScorePoolOptions {
   progress?: boolean;
   /** reuse stage costs measured on another split, so both splits are costed alike */
   costs?: StageCost[];
+  /**
+   * where to load fresh scorers for cold cost measurement: an environment without a disk
+   * embedding cache whose scorers have scored nothing yet. Without it, stages with a
+   * document-side cache are costed from the (possibly warm) scoring pass.
+   */
+  coldEnv?: SpecEnv;
+  /** queries and documents per call of the cold sample (default 8 queries, 10 and 64 documents) */
+  coldSample?: { queries?: number; smallDocs?: number; largeDocs?: number };
 }
 
 /**
@@ -156,7 +193,14 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
   });
   const deep = retriever.withK(depth);
 
+  const caches = rerankers.map((r) => docCache(r.scorer));
+  const cacheBefore = caches.map((c) => (c ? { hits: c.hits, misses: c.misses } : undefined));
+  const sample = { queries: opts.coldSample?.queries ?? 8, smallDocs: opts.coldSample?.smallDocs ?? 10, largeDocs: opts.coldSample?.largeDocs ?? 64 };
+  const coldInputs: { query: Query; docs: Doc[] }[] = [];
   const queries: QueryPool[] = [];
+  /** mean document length per pool (characters, clipped per stage at what the model reads) */
+  const poolChars: Float64Array[] = [];
+  const clip = rerankers.map((r) => charClip(r.scorer));
   let skippedNoRelevant = 0;
   const retrieveMs: number[] = [];
   const fullMs: number[][] = rerankers.map(() => []);
@@ -203,6 +247,8 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
     }
     retrieveMs.push(tRetrieve);
     fullN.push(n);
+    poolChars.push(Float64Array.from(clip, (c) => meanChars(docs, c)));
+    if (coldInputs.length < sample.queries && n >= sample.smallDocs + sample.largeDocs) coldInputs.push({ query, docs });
     const gain = Float64Array.from(docIds, (id) => judged.get(id) ?? 0);
     queries.push({
       qid: query.id,
@@ -226,26 +272,139 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
     );
   }
 
-  const stages: TuneStage[] = entries.map((entry, i) => {
+  const stages: TuneStage[] = [];
+  for (let i = 0; i < entries.length; i++) {
+    const entry = entries[i];
     const stage = compiled[i];
     const name = stage instanceof Rerank ? stage.name : String(entry.retrieve);
     const scoreKind: ScoreKind = stage instanceof Rerank ? stage.scorer.kind : 'unbounded';
     let cost: StageCost;
     if (opts.costs) cost = opts.costs[i];
-    else if (i === 0) cost = { perPairMs: 0, fixedMs: median(retrieveMs), medianQueryMs: median(retrieveMs) };
-    else cost = fitCost(fullMs[i - 1], fullN, smallMs[i - 1], SMALL);
-    return { name, role: i === 0 ? 'retriever' : 'reranker', scoreKind, spec: entry, cost };
-  });
+    else if (i === 0) cost = { perPairMs: 0, fixedMs: median(retrieveMs), medianQueryMs: median(retrieveMs), measured: 'pool' };
+    else if (caches[i - 1] && opts.coldEnv) {
+      cost = await coldCost(entry, opts.coldEnv, coldInputs, sample, clip[i - 1], median(fullN), `${where}: stage ${i} (cold cost)`);
+    } else cost = { ...fitCost(fullMs[i - 1], fullN, smallMs[i - 1], SMALL), measured: 'pool' };
+    const out: TuneStage = { name, role: i === 0 ? 'retriever' : 'reranker', scoreKind, spec: entry, cost };
+    const c = caches[i - 1];
+    const b = cacheBefore[i - 1];
+    if (c && b) out.docEmbeddings = { fromCache: c.hits - b.hits, embedded: c.misses - b.misses };
+    stages.push(out);
+  }
   // Per-query per-pair rates keep the spread of costs across queries (long documents cost
-  // more), so a p95 prediction sees the slow queries and not only the median one.
-  for (const q of queries) {
+  // more), so a p95 prediction sees the slow queries and not only the median one. A cold
+  // cost was not timed per query, so its rate follows the pool's mean document length.
+  queries.forEach((q, qi) => {
     for (let s = 0; s < rerankers.length; s++) {
       const c = stages[s + 1].cost;
       const n = q.docIds.length;
-      q.pairMs[s] = n > 0 ? Math.max(0, q.pairMs[s] - c.fixedMs) / n : c.perPairMs;
+      if (c.measured === 'cold' && c.cold) q.pairMs[s] = c.perPairMs * (c.cold.meanDocChars > 0 ? poolChars[qi][s] / c.cold.meanDocChars : 1);
+      else q.pairMs[s] = n > 0 ? Math.max(0, q.pairMs[s] - c.fixedMs) / n : c.perPairMs;
     }
-  }
+  });
   return { stages, queries, depth, skippedNoRelevant };
+}
+
+/** The document-side embedding cache of a scorer (bi-encoder, late interaction), if it has one. */
+export function docCache(scorer: Scorer): EmbeddingCache | undefined {
+  const cache = (scorer as { cache?: unknown }).cache;
+  return cache instanceof EmbeddingCache ? cache : undefined;
+}
+
+/**
+ * Characters a model reads of a document at most: about 4 per token of its max length.
+ * Only the ratio of pool means to the sample mean uses it, so a rough bound will do.
+ */
+function charClip(scorer: Scorer): number {
+  const maxLength = (scorer as { maxLength?: unknown }).maxLength;
+  return typeof maxLength === 'number' && maxLength > 0 ? 4 * maxLength : Infinity;
+}
+
+function meanChars(docs: readonly Doc[], clip: number): number {
+  if (docs.length === 0) return 0;
+  let sum = 0;
+  for (const d of docs) sum += Math.min(clip, docText(d).length);
+  return sum / docs.length;
+}
+
+/**
+ * Cold cost of a stage with a document-side cache: a fresh scorer from `env` (no disk cache,
+ * nothing embedded yet) scores `smallDocs` and then `largeDocs` documents of each sampled
+ * query's pool, never a document it has seen before, so every call embeds its documents and
+ * the query. The per-pair cost is the median slope between the two calls, the fixed cost
+ * what is left of the small call.
+ */
+async function coldCost(
+  entry: Record<string, unknown>,
+  env: SpecEnv,
+  inputs: readonly { query: Query; docs: Doc[] }[],
+  sample: { smallDocs: number; largeDocs: number },
+  clip: number,
+  poolSize: number,
+  where: string,
+): Promise<StageCost> {
+  if (inputs.length === 0) {
+    throw new WinnowError(
+      'bad_input',
+      `${where}: no query has ${sample.smallDocs + sample.largeDocs} candidates to time the stage on`,
+      'raise the retriever k or use more queries',
+    );
+  }
+  const [stage] = (await compileSpec({ stages: [entry] }, env, where)).stages;
+  if (!(stage instanceof Rerank)) throw new WinnowError('bad_spec', `${where}: not a reranker`);
+  const cache = docCache(stage.scorer);
+  const hitsBefore = cache?.hits ?? 0;
+  const seen = new Set<string>();
+  const take = (docs: readonly Doc[], n: number): Doc[] => {
+    // spread over the pool, so the sample has the pool's mix of document lengths
+    const out: Doc[] = [];
+    const step = Math.max(1, Math.floor(docs.length / n));
+    for (let start = 0; start < step && out.length < n; start++) {
+      for (let i = start; i < docs.length && out.length < n; i += step) {
+        const text = docText(docs[i]);
+        if (seen.has(text)) continue;
+        seen.add(text);
+        out.push(docs[i]);
+      }
+    }
+    return out;
+  };
+  const slopes: number[] = [];
+  const smallMs: number[] = [];
+  const smallN: number[] = [];
+  let chars = 0;
+  let count = 0;
+  for (const { query, docs } of inputs) {
+    const small = take(docs, sample.smallDocs);
+    const large = take(docs, sample.largeDocs);
+    if (large.length <= small.length) continue;
+    let t = performance.now();
+    await stage.scorer.score(query.text, small, emptyStats());
+    const tSmall = performance.now() - t;
+    t = performance.now();
+    await stage.scorer.score(query.text, large, emptyStats());
+    const tLarge = performance.now() - t;
+    slopes.push((tLarge - tSmall) / (large.length - small.length));
+    smallMs.push(tSmall);
+    smallN.push(small.length);
+    for (const d of [...small, ...large]) chars += Math.min(clip, docText(d).length);
+    count += small.length + large.length;
+  }
+  if (slopes.length === 0) throw new WinnowError('bad_input', `${where}: too few distinct documents in the sampled pools to time the stage`);
+  const perPairMs = Math.max(0, median(slopes));
+  const fixedMs = Math.max(0, median(smallMs.map((ms, j) => ms - perPairMs * smallN[j])));
+  return {
+    perPairMs,
+    fixedMs,
+    medianQueryMs: fixedMs + perPairMs * poolSize,
+    measured: 'cold',
+    cold: {
+      queries: slopes.length,
+      smallDocs: sample.smallDocs,
+      largeDocs: sample.largeDocs,
+      meanDocChars: count > 0 ? chars / count : 0,
+      cacheHits: (cache?.hits ?? 0) - hitsBefore,
+    },
+  };
 }
 
 function fitCost(full: number[], n: number[], small: number[], smallN: number): StageCost {

@@ -1,5 +1,5 @@
 import type { StageDescription } from '../../core/stage.js';
-import { compareHits, type Doc, type Hit, type Query } from '../../core/types.js';
+import type { Doc, Hit, Query } from '../../core/types.js';
 import type { Scorer } from '../../rerank/scorer.js';
 import { Retriever } from '../retriever.js';
 import type { Bm25Index } from './index.js';
@@ -19,8 +19,7 @@ export class Bm25Retriever extends Retriever {
   }
 
   async retrieve(query: Query, k: number): Promise<Hit[]> {
-    // The index breaks ties by internal doc number; re-sort so ties follow the one rule.
-    return this.index.search(query.text, k, this.name).sort(compareHits);
+    return this.toHits(this.index.search(query.text, k, this.name));
   }
 
   describe(): StageDescription {

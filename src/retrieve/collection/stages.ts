@@ -1,7 +1,7 @@
 import { Fusion, type FusionMethod } from '../../cascade/fusion.js';
 import { WinnowError } from '../../core/errors.js';
 import { emptyStats, type StageContext, type StageDescription } from '../../core/stage.js';
-import { compareHits, type Hit, type Query } from '../../core/types.js';
+import type { Hit, Query } from '../../core/types.js';
 import { DenseRetriever } from '../dense/retriever.js';
 import { Retriever } from '../retriever.js';
 import type { Collection } from './collection.js';
@@ -21,10 +21,7 @@ export class CollectionBm25Retriever extends Retriever {
   }
 
   async retrieve(query: Query, k: number): Promise<Hit[]> {
-    return this.collection
-      .searchBm25(query.text, k)
-      .map((h) => ({ docId: h.docId, score: h.score, scores: { [this.name]: h.score } }))
-      .sort(compareHits);
+    return this.toHits(this.collection.searchBm25(query.text, k));
   }
 
   describe(): StageDescription {

@@ -1,5 +1,5 @@
 import type { StageDescription } from '../../core/stage.js';
-import { compareHits, type Hit, type Query } from '../../core/types.js';
+import type { Hit, Query } from '../../core/types.js';
 import type { Collection } from '../collection/collection.js';
 import { Retriever } from '../retriever.js';
 
@@ -21,8 +21,7 @@ export class DenseRetriever extends Retriever {
   }
 
   async retrieve(query: Query, k: number): Promise<Hit[]> {
-    const hits = await this.collection.searchDense(query.text, k);
-    return hits.map((h) => ({ docId: h.docId, score: h.score, scores: { [this.name]: h.score } })).sort(compareHits);
+    return this.toHits(await this.collection.searchDense(query.text, k));
   }
 
   describe(): StageDescription {
