@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { WinnowError } from '../core/errors.js';
-import type { ScoreKind } from '../core/types.js';
+import { MANIFEST_FILE, type ModelManifest, type ModelTask } from './cache.js';
 import { TextTokenizer } from './tokenizer.js';
 
 /**
@@ -10,22 +10,8 @@ import { TextTokenizer } from './tokenizer.js';
  * manifest, when present, is read first and wins over those files.
  */
 
-export type ModelTask = 'embedding' | 'cross-encoder' | 'late-interaction';
-
-/** `winnow-model.json`, written by model sources when the upstream files say too little. */
-export interface ModelManifest {
-  source?: string;
-  id?: string;
-  revision?: string;
-  task?: ModelTask;
-  onnx?: string;
-  pooling?: 'mean' | 'cls';
-  normalize?: boolean;
-  maxLength?: number;
-  queryPrefix?: string;
-  docPrefix?: string;
-  scoreKind?: ScoreKind;
-}
+/** A hand-written `winnow-model.json` may give only some fields; pulled models give them all. */
+export type FolderManifest = Partial<ModelManifest>;
 
 /** ColBERT settings, from colbert-ai's artifact.metadata or PyLate's sentence-transformers config. */
 export interface ColbertSettings {
@@ -52,7 +38,7 @@ export interface ModelFolder {
   /** manifest id, else the folder path */
   id: string;
   revision?: string;
-  manifest?: ModelManifest;
+  manifest?: FolderManifest;
   config: Record<string, unknown>;
   tokenizer: TextTokenizer;
   onnxPath: string;
@@ -77,7 +63,7 @@ export function readModelFolder(dir: string, options: FolderOptions = {}): Model
       'give the path of a folder with config.json, tokenizer.json and onnx/model.onnx, or pull the model first (winnow models pull)',
     );
   }
-  const manifest = readJson<ModelManifest>(abs, 'winnow-model.json');
+  const manifest = readJson<FolderManifest>(abs, MANIFEST_FILE);
   const config = readJson<Record<string, unknown>>(abs, 'config.json') ?? {};
   const tokenizer = TextTokenizer.fromFolder(abs);
 

@@ -15,7 +15,7 @@ import { type StageCurve, recallCurves } from './curves.js';
 import { type EarlyExitChoice, tuneEarlyExit } from './early-exit.js';
 import { type FusionMethodName, fitFusion } from './fusion.js';
 import { type BudgetStat, planForBudget } from './planner.js';
-import { type Pools, type StageCost, scorePools } from './pool.js';
+import { type DocEmbeddingCounts, type Pools, type StageCost, scorePools } from './pool.js';
 import { type Plan, type PlanEval, evaluatePlan, planLabel, runPlan, Scratch } from './simulate.js';
 
 export interface TuneOptions {
@@ -38,6 +38,13 @@ export interface TuneOptions {
   resamples: number;
   seed: number;
   progress?: boolean;
+  /**
+   * environment to load fresh, cache-less scorers from, to measure the cold cost of stages
+   * with a document-side cache (see `scorePools`); without it they are costed from the
+   * scoring pass, which with warm embeddings makes them look nearly free
+   */
+  coldEnv?: SpecEnv;
+  coldSample?: { queries?: number; smallDocs?: number; largeDocs?: number };
   /** how the splits were made, said in the report */
   splitNote?: string;
 }
@@ -80,7 +87,7 @@ export interface TuneResult {
   splits: { tune: string; test: string; tuneQueries: number; testQueries: number; note?: string; skippedNoRelevant: number };
   depth: number;
   finalK: number;
-  stages: { name: string; role: string; scoreKind: string; cost: StageCost }[];
+  stages: { name: string; role: string; scoreKind: string; cost: StageCost; docEmbeddings?: DocEmbeddingCounts }[];
   curves: StageCurve[];
   plateauPlan: { tune: PlanSummary; test: PlanSummary };
   budget: { ms: number; stat: BudgetStat; met: boolean; message: string };
@@ -147,7 +154,17 @@ function stagePairs(pools: Pools, plan: Plan, step: number, finalK: number): { s
  */
 export async function runTune(o: TuneOptions): Promise<TuneResult> {
   if (!(o.budgetMs > 0)) throw new WinnowError('usage', `the latency budget must be a positive number of ms, got ${o.budgetMs}`);
-  const tunePools = await scorePools({ spec: o.spec, env: o.env, docs: o.docs, queries: o.tune.queries, qrels: o.tune.qrels, where: o.specFile, progress: o.progress });
+  const tunePools = await scorePools({
+    spec: o.spec,
+    env: o.env,
+    docs: o.docs,
+    queries: o.tune.queries,
+    qrels: o.tune.qrels,
+    where: o.specFile,
+    progress: o.progress,
+    coldEnv: o.coldEnv,
+    coldSample: o.coldSample,
+  });
   const testPools = await scorePools({
     spec: o.spec,
     env: o.env,
@@ -294,7 +311,13 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     },
     depth,
     finalK,
-    stages: tunePools.stages.map((s) => ({ name: s.name, role: s.role, scoreKind: s.scoreKind, cost: s.cost })),
+    stages: tunePools.stages.map((s, i) => {
+      const out: TuneResult['stages'][number] = { name: s.name, role: s.role, scoreKind: s.scoreKind, cost: s.cost };
+      const a = s.docEmbeddings;
+      const b = testPools.stages[i].docEmbeddings;
+      if (a && b) out.docEmbeddings = { fromCache: a.fromCache + b.fromCache, embedded: a.embedded + b.embedded };
+      return out;
+    }),
     curves,
     plateauPlan: both(plateau),
     budget: { ms: o.budgetMs, stat: o.budgetStat, met: choice.met, message: budgetMessage },
