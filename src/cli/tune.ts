@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { WinnowEnv } from '../cascade/env.js';
 import { loadSpecFile } from '../cascade/spec.js';
@@ -9,6 +10,8 @@ import type { Qrels } from '../eval/metrics.js';
 import { textTable } from '../eval/table.js';
 import { MIN_CALIBRATION_PAIRS, MIN_CALIBRATION_POSITIVES } from '../eval/tune/calibrate.js';
 import { fnv1a } from '../eval/tune/random.js';
+import { winnowHome } from '../models/cache.js';
+import type { StageCost } from '../eval/tune/pool.js';
 import { type PlanSummary, runTune, type TuneResult } from '../eval/tune/tune.js';
 import { intFlag, numFlag, parseFlags } from './args.js';
 import { writeJson } from './eval.js';
@@ -18,6 +21,7 @@ export const TUNE_USAGE = `usage: winnow tune --dataset DIR --spec FILE --budget
                    [--calibrate platt|isotonic] [--fuse rrf|linear] [--rrf-k 60]
                    [--early-exit] [--early-exit-loss 0.005] [--resamples 1000] [--seed 42]
                    [-o tuned.yaml] [--json tune.json] [--index-cache DIR]
+                   [--embedding-cache DIR|none] [--cold-queries 8]
 
 Scores the first-pass pool of every query once with every stage of the spec (a retriever
 followed by rerank stages), then chooses cut-offs from the recall curves and for the latency
@@ -39,6 +43,16 @@ budget, fitted on the tuning split and reported on the held-out split.
   --early-exit-loss L  nDCG@10 loss the early exit may cost, relative (default 0.005)
   -o, --out FILE       write the tuned cascade spec (YAML); not written when the budget is not met
   --json FILE          write every number (curves, configurations, calibration) for winnow report
+  --index-cache DIR    keep built BM25 indexes here between runs (default .winnow-cache)
+  --embedding-cache DIR  keep document embeddings here across runs, so scoring a deep pool
+                       with a bi-encoder embeds each document once (default
+                       $WINNOW_HOME/embeddings; none: memory only)
+  --cold-queries N     queries the cold cost of a cached-embedding stage is timed on (default 8)
+
+Costs: a reranker with a document-side cache (bi-encoder, late interaction) is costed cold:
+a fresh scorer without the disk cache embeds 10 and then 64 documents it has never seen, per
+sampled query, so a pair costs what a cascade pays to embed an unseen document and the query,
+not the dot product a warm cache makes it. Cross-encoders are timed on the scoring pass.
 
 Exit status: 0 when a plan meets the budget; 1 when none does (the cheapest plan is shown
 and written to --json, and no spec is written).`;
@@ -62,6 +76,8 @@ const FLAGS = {
   out: { type: 'string', short: 'o' },
   json: { type: 'string' },
   'index-cache': { type: 'string' },
+  'embedding-cache': { type: 'string' },
+  'cold-queries': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -133,39 +149,58 @@ export async function tuneCommand(args: string[]): Promise<number> {
   if (loss < 0 || loss >= 1) throw new WinnowError('usage', `--early-exit-loss must be in [0, 1), got ${loss}`);
   const spec = loadSpecFile(values.spec);
   const splits = await loadSplits(values.dataset, values['tune-split'], values['test-split'] ?? 'test');
-  const env = await WinnowEnv.create({ corpus: splits.corpus, indexCacheDir: values['index-cache'] ?? '.winnow-cache', progress: true });
-  if (splits.note) process.stderr.write(`note: ${splits.note}\n`);
-
-  const result = await runTune({
-    spec,
-    specFile: values.spec,
-    env,
-    docs: env.lookup,
-    tune: splits.tune,
-    test: splits.test,
-    budgetMs,
-    budgetStat,
-    epsilon,
-    finalK: intFlag(values['final-k'], 'final-k', 10),
-    calibrate: oneOf(values.calibrate, 'calibrate', ['platt', 'isotonic'] as const),
-    fuse: oneOf(values.fuse, 'fuse', ['rrf', 'linear'] as const),
-    rrfK: numFlag(values['rrf-k'], 'rrf-k') ?? 60,
-    earlyExit: values['early-exit'] ?? false,
-    earlyExitLoss: loss,
-    resamples: intFlag(values.resamples, 'resamples', 1000),
-    seed: intFlag(values.seed, 'seed', 42, 0),
+  const embeddingCache = values['embedding-cache'] ?? path.join(winnowHome(), 'embeddings');
+  const env = await WinnowEnv.create({
+    corpus: splits.corpus,
+    indexCacheDir: values['index-cache'] ?? '.winnow-cache',
+    embeddingCacheDir: embeddingCache === 'none' ? undefined : embeddingCache,
     progress: true,
-    splitNote: splits.note,
   });
-  console.log(formatTune(result));
-  if (values.json) writeJson(values.json, result);
-  if (!result.budget.met) {
-    process.stderr.write(`winnow: ${result.budget.message}\n`);
-    if (values.out) process.stderr.write(`no spec written to ${values.out}: raise --budget-ms or drop a stage\n`);
-    return 1;
+  // Its scorers have no disk cache and embed nothing before the cold timing.
+  const coldEnv = await WinnowEnv.create({});
+  if (splits.note) process.stderr.write(`note: ${splits.note}\n`);
+  try {
+    const result = await runTune({
+      spec,
+      specFile: values.spec,
+      env,
+      docs: env.lookup,
+      tune: splits.tune,
+      test: splits.test,
+      budgetMs,
+      budgetStat,
+      epsilon,
+      finalK: intFlag(values['final-k'], 'final-k', 10),
+      calibrate: oneOf(values.calibrate, 'calibrate', ['platt', 'isotonic'] as const),
+      fuse: oneOf(values.fuse, 'fuse', ['rrf', 'linear'] as const),
+      rrfK: numFlag(values['rrf-k'], 'rrf-k') ?? 60,
+      earlyExit: values['early-exit'] ?? false,
+      earlyExitLoss: loss,
+      resamples: intFlag(values.resamples, 'resamples', 1000),
+      seed: intFlag(values.seed, 'seed', 42, 0),
+      progress: true,
+      coldEnv,
+      coldSample: { queries: intFlag(values['cold-queries'], 'cold-queries', 8, 1) },
+      splitNote: splits.note,
+    });
+    console.log(formatTune(result));
+    if (values.json) writeJson(values.json, result);
+    if (!result.budget.met) {
+      process.stderr.write(`winnow: ${result.budget.message}\n`);
+      if (values.out) process.stderr.write(`no spec written to ${values.out}: raise --budget-ms or drop a stage\n`);
+      return 1;
+    }
+    if (values.out) writeFileSync(values.out, `# written by winnow tune: ${result.budget.message}\n${toYaml(result.spec)}`);
+    return 0;
+  } finally {
+    await env.close();
+    await coldEnv.close();
   }
-  if (values.out) writeFileSync(values.out, `# written by winnow tune: ${result.budget.message}\n${toYaml(result.spec)}`);
-  return 0;
+}
+
+function measuredAs(c: StageCost): string {
+  if (c.measured !== 'cold' || !c.cold) return 'scoring pass';
+  return `cold, ${c.cold.queries} queries × ${c.cold.smallDocs}+${c.cold.largeDocs} docs`;
 }
 
 const f4 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : 'n/a');
@@ -185,10 +220,28 @@ export function formatTune(r: TuneResult): string {
   out.push('', 'stage costs measured on this machine:');
   out.push(
     textTable(
-      ['stage', 'score kind', 'ms/pair', 'fixed ms/query', 'median ms/query'],
-      r.stages.map((s) => [s.name, s.scoreKind, s.role === 'retriever' ? '-' : s.cost.perPairMs.toFixed(4), ms(s.cost.fixedMs), ms(s.cost.medianQueryMs)]),
+      ['stage', 'score kind', 'measured', 'ms/pair', 'fixed ms/query', 'ms/query (whole pool)', 'doc embeddings: cached / embedded'],
+      r.stages.map((s) => [
+        s.name,
+        s.scoreKind,
+        measuredAs(s.cost),
+        s.role === 'retriever' ? '-' : s.cost.perPairMs.toFixed(4),
+        ms(s.cost.fixedMs),
+        ms(s.cost.medianQueryMs),
+        s.docEmbeddings ? `${s.docEmbeddings.fromCache} / ${s.docEmbeddings.embedded}` : '-',
+      ]),
     ),
   );
+  if (r.stages.some((s) => s.cost.measured === 'cold')) {
+    out.push(
+      'cold: the stage caches document embeddings, so the scoring pass (above: from cache / embedded) says little about its cost;' +
+        ' it was timed on a fresh scorer without a disk cache, on documents it had never embedded, and each query is charged' +
+        " that per-pair cost scaled by its pool's mean document length.",
+    );
+  }
+  for (const s of r.stages) {
+    if (s.cost.cold && s.cost.cold.cacheHits > 0) out.push(`warning: the cold timing of ${s.name} hit its cache ${s.cost.cold.cacheHits} times: its cost is underestimated`);
+  }
   out.push('', `plateau cut-offs (recall within ${r.epsilon} of the best; 95% bootstrap interval over ${r.resamples} resamples):`);
   out.push(
     textTable(

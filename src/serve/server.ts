@@ -103,6 +103,12 @@ interface Candidates {
 
 type Route = (body: unknown, req: RequestInfo) => Promise<Reply>;
 
+/** A provider-shaped 200: the degraded stage goes in a header, since those shapes have no field for it. */
+function providerReply(body: unknown, c: { docs: readonly unknown[] }, model: string, result: { skippedStage?: string }): Reply {
+  const headers: Record<string, string> = result.skippedStage ? { 'X-Winnow-Degraded': headerSafe(result.skippedStage) } : {};
+  return { status: 200, body, headers, docs: c.docs.length, model, degraded: result.skippedStage };
+}
+
 const SIGMOID = (x: number): number => 1 / (1 + Math.exp(-x));
 
 /**
@@ -235,8 +241,6 @@ export function createServer(opts: ServerOptions): WinnowServer {
   /** Provider shapes promise scores in [0, 1]: map logits through the calibration or a sigmoid. */
   const relevance = (r: CascadeResult, s: number): number => (r.kind === 'logit' ? (r.calibration ? calibrate(r.calibration, s) : SIGMOID(s)) : s);
 
-  const degradedHeader = (r: CascadeResult): Record<string, string> => (r.skippedStage ? { 'X-Winnow-Degraded': headerSafe(r.skippedStage) } : {});
-
   const searchUnits = (n: number): number => Math.max(1, Math.ceil(n / 100));
 
   // ---- routes ----
@@ -246,18 +250,11 @@ export function createServer(opts: ServerOptions): WinnowServer {
     const b = body as { query: string; documents: (string | { text: string })[]; model?: string; top_n?: number };
     const c: Candidates = { query: b.query, docs: toDocs(b.documents), model: b.model, topN: b.top_n };
     const { runner, result, hits } = await rerank(c, req);
-    return {
-      status: 200,
-      body: {
+    return providerReply({
         id: req.id,
         results: hits.map((h) => ({ index: Number(h.docId), relevance_score: relevance(result, h.score) })),
         meta: { api_version: { version: '2' }, billed_units: { search_units: searchUnits(c.docs.length) } },
-      },
-      headers: degradedHeader(result),
-      docs: c.docs.length,
-      model: runner.name,
-      degraded: result.skippedStage,
-    };
+      }, c, runner.name, result);
   };
 
   // Cohere v1, Jina and vLLM share this route and these fields; `model` is echoed for Jina/vLLM.
@@ -266,9 +263,7 @@ export function createServer(opts: ServerOptions): WinnowServer {
     const b = body as { query: string; documents: NativeDocument[]; model?: string; top_n?: number; return_documents?: boolean };
     const c: Candidates = { query: b.query, docs: toDocs(b.documents), model: b.model, topN: b.top_n };
     const { runner, result, hits } = await rerank(c, req);
-    return {
-      status: 200,
-      body: {
+    return providerReply({
         id: req.id,
         model: runner.name,
         results: hits.map((h) => {
@@ -282,12 +277,7 @@ export function createServer(opts: ServerOptions): WinnowServer {
           return item;
         }),
         meta: { api_version: { version: '1' }, billed_units: { search_units: searchUnits(c.docs.length) } },
-      },
-      headers: degradedHeader(result),
-      docs: c.docs.length,
-      model: runner.name,
-      degraded: result.skippedStage,
-    };
+      }, c, runner.name, result);
   };
 
   // TEI answers every text, best first, as a bare array.
@@ -296,19 +286,12 @@ export function createServer(opts: ServerOptions): WinnowServer {
     const b = body as { query: string; texts: string[]; raw_scores?: boolean; return_text?: boolean; model?: string };
     const c: Candidates = { query: b.query, docs: toDocs(b.texts), model: b.model };
     const { runner, result, hits } = await rerank(c, req);
-    return {
-      status: 200,
-      body: hits.map((h) => {
+    return providerReply(hits.map((h) => {
         const i = Number(h.docId);
         const item: Record<string, unknown> = { index: i, score: b.raw_scores ? h.score : relevance(result, h.score) };
         if (b.return_text) item.text = b.texts[i];
         return item;
-      }),
-      headers: degradedHeader(result),
-      docs: c.docs.length,
-      model: runner.name,
-      degraded: result.skippedStage,
-    };
+      }), c, runner.name, result);
   };
 
   const cascade: Route = async (body, req) => {
