@@ -46,6 +46,8 @@ export interface EnvOptions {
  */
 export class WinnowEnv implements SpecEnv {
   readonly docs: Map<string, Doc>;
+  /** what reading the corpus found worth telling a person (empty documents, with counts) */
+  readonly warnings: string[] = [];
   private collection?: Collection;
   private readonly indexes = new Map<string, Promise<Bm25Index>>();
   /** one scorer per model and options, so stages naming the same model share its session and caches */
@@ -78,7 +80,9 @@ export class WinnowEnv implements SpecEnv {
     const file = this.opts.corpus;
     if (!file) return Promise.resolve();
     this.corpusLoaded ??= (async () => {
-      for await (const doc of readCorpus(file)) this.docs.set(doc.id, doc);
+      const reader = readCorpus(file);
+      for await (const doc of reader) this.docs.set(doc.id, doc);
+      this.warnings.push(...reader.warnings());
     })();
     return this.corpusLoaded;
   }

@@ -85,6 +85,7 @@ export async function demoCommand(args: string[]): Promise<number> {
     indexCacheDir: path.join(winnowHome(), 'indexes'),
     embeddingCacheDir: path.join(winnowHome(), 'embeddings'),
   });
+  for (const w of env.warnings) process.stderr.write(`note: ${w}\n`);
   const finalK = 10;
   const pipeline = await cascadeFromFlags(
     neural

@@ -104,6 +104,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     indexFile: values.index,
     progress: true,
   });
+  inputs.warnings.push(...env.warnings);
   if (inputs.corpus || inputs.collection) inputs.warnings.push(...checkQrels(inputs.qrels, new Set(inputs.qrels.keys()), { has: (id) => env.lookup.get(id) !== undefined }));
   for (const w of inputs.warnings) process.stderr.write(`warning: ${w}\n`);
 

@@ -113,6 +113,16 @@ test('qrels naming unknown queries or documents: a warning with counts, and the 
   assert.match(r.stderr, /1 documents that are not in the corpus \(1 of 4 judgements, e\.g\. 'ghost'\)/);
 });
 
+test('empty documents are indexed, counted and reported', () => {
+  const dir = dataset('emptydoc', {
+    'corpus.jsonl': '{"_id": "d1", "title": "", "text": "rerank candidates"}\n{"_id": "d2", "title": "", "text": ""}\n{"_id": "d3", "title": "T", "text": " "}\n',
+  });
+  const r = winnow(['eval', '--dataset', dir, '--index-cache', path.join(tmp, 'idx')], home);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /1 of 3 documents have no text and no title/);
+  assert.match(r.stderr, /1 of 3 documents have a title but empty text/);
+});
+
 test('a corrupt explicit index file is an error; a corrupt cached one is rebuilt with a warning', () => {
   const dir = dataset('idx');
   const indexFile = path.join(tmp, 'explicit.idx');
