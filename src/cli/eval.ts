@@ -13,6 +13,7 @@ import { readQrels, writeRun } from '../eval/io/trec.js';
 import { readLines } from '../eval/io/lines.js';
 import type { Qrels } from '../eval/metrics.js';
 import { formatExperiment } from '../eval/table.js';
+import { winnowHome } from '../models/cache.js';
 import { Rerank } from '../rerank/rerank.js';
 import { intFlag, parseFlags } from './args.js';
 
@@ -40,7 +41,9 @@ export const EVAL_USAGE = `usage: winnow eval (--dataset DIR [--split test] | --
   --run FILE          write the final rankings as a TREC run file
   --cache-entries N   score-cache capacity (default 1000000; 0 disables)
   --index FILE        BM25 index file: loaded if present, else built and saved there
-  --index-cache DIR   keep built BM25 indexes here between runs (default .winnow-cache)`;
+  --index-cache DIR   keep built BM25 indexes here between runs (default .winnow-cache)
+  --embedding-cache D document embeddings of bi-encoder and late-interaction stages, kept
+                      across runs (default $WINNOW_HOME/embeddings; none: memory only)`;
 
 const FLAGS = {
   dataset: { type: 'string' },
@@ -61,6 +64,7 @@ const FLAGS = {
   'cache-entries': { type: 'string' },
   'index-cache': { type: 'string' },
   index: { type: 'string' },
+  'embedding-cache': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -102,6 +106,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     docs: inputs.docs,
     indexCacheDir: values['index-cache'] ?? '.winnow-cache',
     indexFile: values.index,
+    embeddingCacheDir: embeddingCacheFlag(values['embedding-cache']),
     progress: true,
   });
   inputs.warnings.push(...env.warnings);
@@ -152,6 +157,11 @@ export async function cascadeFromFlags(flags: CascadeFlags, env: WinnowEnv): Pro
   }
   if (p.stages.length === 0) p = p.top(flags.finalK); // nothing to run: evaluate the given candidate order
   return p;
+}
+
+export function embeddingCacheFlag(value: string | undefined): string | undefined {
+  if (value === 'none') return undefined;
+  return value ?? path.join(winnowHome(), 'embeddings');
 }
 
 function firstPassFlag(value: string | undefined, inputs: EvalInputs): FirstPass {
