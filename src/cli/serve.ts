@@ -15,7 +15,8 @@ const USAGE = `usage: winnow serve --spec cascade.yaml [options]
   --corpus PATH         corpus.jsonl (or a folder holding one): documents for retrievers, BM25 statistics
   --default-model NAME  cascade used when a request names none (default: the first)
   --max-batch N         most pairs per model call (default 64)
-  --max-wait-ms N       longest wait for a batch to fill (default 5)
+  --max-wait-ms N       how long an idle model waits for more requests to batch (default 0:
+                        requests arriving while it is busy are batched anyway)
   --queue N             most pairs waiting per model; beyond it requests get 429 (default 1024)
   --no-batching         call scorers directly, without micro-batching
   --max-docs N          documents per request (default 1000)
@@ -152,7 +153,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   };
   const batching = {
     maxBatch: intOf('max-batch', flag('max-batch'), 64),
-    maxWaitMs: intOf('max-wait-ms', flag('max-wait-ms'), 5, 0),
+    maxWaitMs: intOf('max-wait-ms', flag('max-wait-ms'), 0, 0),
     maxQueue: intOf('queue', flag('queue'), 1024),
   };
   const port = intOf('port', flag('port'), 8080, 0);

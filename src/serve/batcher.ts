@@ -88,7 +88,10 @@ interface Slice {
 
 /**
  * Wraps a scorer so concurrent `score()` calls are merged into batches of at most `maxBatch`
- * pairs, waiting at most `maxWaitMs` for company; results are routed back to each caller.
+ * pairs; results are routed back to each caller. Batching is continuous: calls that arrive
+ * while the model is busy wait for it and go together in the next batch, so merging costs no
+ * latency. `maxWaitMs` (default 0) makes an idle model also wait that long for company, which
+ * only pays when requests arrive in bursts faster than a batch runs.
  * A large call is split across batches, so no model call exceeds `maxBatch` pairs. The queue
  * is bounded in pairs: a call that would overflow it fails at once with `BackpressureError`
  * rather than waiting unboundedly (an idle queue always accepts one call, however large).
@@ -118,7 +121,7 @@ export class BatchingScorer implements Scorer {
     this.id = inner.id;
     this.kind = inner.kind;
     this.maxBatch = opts.maxBatch ?? 64;
-    this.maxWaitMs = opts.maxWaitMs ?? 5;
+    this.maxWaitMs = opts.maxWaitMs ?? 0;
     this.maxQueue = opts.maxQueue ?? 1024;
     this.concurrency = opts.concurrency ?? 1;
     if (!(this.maxBatch >= 1) || !(this.maxWaitMs >= 0) || !(this.maxQueue >= 1) || !(this.concurrency >= 1)) {
