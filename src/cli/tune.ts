@@ -1,5 +1,4 @@
 import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { WinnowEnv } from '../cascade/env.js';
 import { loadSpecFile } from '../cascade/spec.js';
@@ -10,11 +9,10 @@ import type { Qrels } from '../eval/metrics.js';
 import { textTable } from '../eval/table.js';
 import { MIN_CALIBRATION_PAIRS, MIN_CALIBRATION_POSITIVES } from '../eval/tune/calibrate.js';
 import { fnv1a } from '../eval/tune/random.js';
-import { winnowHome } from '../models/cache.js';
 import type { StageCost } from '../eval/tune/pool.js';
 import { type PlanSummary, runTune, type TuneResult } from '../eval/tune/tune.js';
 import { intFlag, numFlag, parseFlags } from './args.js';
-import { writeJson } from './eval.js';
+import { embeddingCacheFlag, writeJson } from './eval.js';
 
 export const TUNE_USAGE = `usage: winnow tune --dataset DIR --spec FILE --budget-ms MS [--budget-stat p50|p95]
                    [--tune-split train] [--test-split test] [--epsilon 0.005] [--final-k 10]
@@ -149,11 +147,10 @@ export async function tuneCommand(args: string[]): Promise<number> {
   if (loss < 0 || loss >= 1) throw new WinnowError('usage', `--early-exit-loss must be in [0, 1), got ${loss}`);
   const spec = loadSpecFile(values.spec);
   const splits = await loadSplits(values.dataset, values['tune-split'], values['test-split'] ?? 'test');
-  const embeddingCache = values['embedding-cache'] ?? path.join(winnowHome(), 'embeddings');
   const env = await WinnowEnv.create({
     corpus: splits.corpus,
     indexCacheDir: values['index-cache'] ?? '.winnow-cache',
-    embeddingCacheDir: embeddingCache === 'none' ? undefined : embeddingCache,
+    embeddingCacheDir: embeddingCacheFlag(values['embedding-cache']),
     progress: true,
   });
   // Its scorers have no disk cache and embed nothing before the cold timing.

@@ -248,7 +248,8 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
     retrieveMs.push(tRetrieve);
     fullN.push(n);
     poolChars.push(Float64Array.from(clip, (c) => meanChars(docs, c)));
-    if (coldInputs.length < sample.queries && n >= sample.smallDocs + sample.largeDocs) coldInputs.push({ query, docs });
+    // a shallow pool still gives a slope: the large call then takes what the small one left
+    if (coldInputs.length < sample.queries && n > 2 * sample.smallDocs) coldInputs.push({ query, docs });
     const gain = Float64Array.from(docIds, (id) => judged.get(id) ?? 0);
     queries.push({
       qid: query.id,
@@ -345,7 +346,7 @@ async function coldCost(
   if (inputs.length === 0) {
     throw new WinnowError(
       'bad_input',
-      `${where}: no query has ${sample.smallDocs + sample.largeDocs} candidates to time the stage on`,
+      `${where}: no query has more than ${2 * sample.smallDocs} candidates to time the stage on`,
       'raise the retriever k or use more queries',
     );
   }
