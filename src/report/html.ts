@@ -139,7 +139,7 @@ export async function tuneReport(r: TuneResult): Promise<string> {
 
   parts.push('<h2>Where the time goes</h2>');
   const bars = plans.flatMap(([w, p]) => latencyParts(r, p, w));
-  parts.push(figure(await renderSvg(latencyBarChart(bars, 'Mean predicted ms per query, by stage (held-out)')), 'Per-stage cost = fixed ms per query + ms per pair × pairs scored, measured on this machine.'));
+  parts.push(figure(await renderSvg(latencyBarChart(bars, 'Mean predicted ms per query, by stage (held-out)')), 'Per-stage cost = fixed ms per query + ms per pair × pairs scored, measured on this machine (embedding stages cold, without their cache).'));
   parts.push(
     table(
       ['stage', 'role', 'score kind', 'ms/pair', 'fixed ms/query', 'median ms/query (whole pool)'],
