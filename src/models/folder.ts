@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { WinnowError } from '../core/errors.js';
 import { MANIFEST_FILE, type ModelManifest, type ModelTask } from './cache.js';
+import { type ModelSession, openSession, type SessionOptions } from './onnx.js';
 import { TextTokenizer } from './tokenizer.js';
 
 /**
@@ -207,4 +208,30 @@ function num(v: unknown): number | undefined {
 
 function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
+}
+
+/** Token ids for the warm-up run: the tokenizer's special tokens around an empty text. */
+export function warmupIds(folder: ModelFolder): [number, number] {
+  const e = folder.tokenizer.encodeIds(new Int32Array(0)).ids;
+  const a = e[0] ?? folder.tokenizer.padId;
+  return [a, e[1] ?? a];
+}
+
+/**
+ * Opens a model folder and its shared session and builds a scorer on them; if the scorer
+ * refuses the model (wrong outputs for its task), the session is released, not leaked.
+ */
+export async function openModel<T>(
+  folder: string | ModelFolder,
+  options: FolderOptions & SessionOptions,
+  make: (folder: ModelFolder, session: ModelSession) => T,
+): Promise<T> {
+  const f = typeof folder === 'string' ? readModelFolder(folder, options) : folder;
+  const session = await openSession(f.onnxPath, warmupIds(f), options);
+  try {
+    return make(f, session);
+  } catch (e) {
+    await session.release();
+    throw e;
+  }
 }

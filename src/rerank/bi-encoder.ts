@@ -1,9 +1,8 @@
 import { WinnowError } from '../core/errors.js';
 import type { StageStats } from '../core/stage.js';
 import { docText, type Doc } from '../core/types.js';
-import { readModelFolder, type FolderOptions, type ModelFolder } from '../models/folder.js';
-import { floatData, lengthSortedBatches, openSession, type ModelSession, type RunCounters, type SessionOptions } from '../models/onnx.js';
-import { warmupIds } from './cross-encoder.js';
+import { openModel, type FolderOptions, type ModelFolder } from '../models/folder.js';
+import { floatData, lengthSortedBatches, type ModelSession, type RunCounters, type SessionOptions } from '../models/onnx.js';
 import { EmbeddingCache } from './embedding-cache.js';
 import type { Scorer } from './scorer.js';
 
@@ -87,15 +86,8 @@ export class BiEncoder implements Scorer {
     });
   }
 
-  static async load(folder: string | ModelFolder, options: BiEncoderOptions = {}): Promise<BiEncoder> {
-    const f = typeof folder === 'string' ? readModelFolder(folder, options) : folder;
-    const session = await openSession(f.onnxPath, warmupIds(f), options);
-    try {
-      return new BiEncoder(f, session, options);
-    } catch (e) {
-      await session.release();
-      throw e;
-    }
+  static load(folder: string | ModelFolder, options: BiEncoderOptions = {}): Promise<BiEncoder> {
+    return openModel(folder, options, (f, session) => new BiEncoder(f, session, options));
   }
 
   get counters(): RunCounters {

@@ -1,8 +1,8 @@
 import { WinnowError } from '../core/errors.js';
 import type { StageStats } from '../core/stage.js';
 import { docText, type Doc, type ScoreKind } from '../core/types.js';
-import { readModelFolder, type FolderOptions, type ModelFolder } from '../models/folder.js';
-import { floatData, lengthSortedBatches, openSession, type ModelSession, type RunCounters, type SessionOptions } from '../models/onnx.js';
+import { openModel, type FolderOptions, type ModelFolder } from '../models/folder.js';
+import { floatData, lengthSortedBatches, type ModelSession, type RunCounters, type SessionOptions } from '../models/onnx.js';
 import type { Encoding, PairTruncation } from '../models/tokenizer.js';
 import { windowStarts } from '../text/windows.js';
 import type { Scorer } from './scorer.js';
@@ -88,15 +88,8 @@ export class CrossEncoder implements Scorer {
       .join('|');
   }
 
-  static async load(folder: string | ModelFolder, options: CrossEncoderOptions = {}): Promise<CrossEncoder> {
-    const f = typeof folder === 'string' ? readModelFolder(folder, options) : folder;
-    const session = await openSession(f.onnxPath, warmupIds(f), options);
-    try {
-      return new CrossEncoder(f, session, options);
-    } catch (e) {
-      await session.release();
-      throw e;
-    }
+  static load(folder: string | ModelFolder, options: CrossEncoderOptions = {}): Promise<CrossEncoder> {
+    return openModel(folder, options, (f, session) => new CrossEncoder(f, session, options));
   }
 
   /** model calls and sequences so far (shared by every user of the session) */
@@ -200,12 +193,6 @@ export class CrossEncoder implements Scorer {
 }
 
 /** Two token ids that are valid for any tokenizer: the special tokens of an empty text. */
-export function warmupIds(folder: ModelFolder): [number, number] {
-  const e = folder.tokenizer.encodeIds(new Int32Array(0)).ids;
-  const a = e[0] ?? folder.tokenizer.padId;
-  return [a, e[1] ?? a];
-}
-
 function pickLogits(folder: ModelFolder, session: ModelSession): { name: string; labels: number } {
   const name = session.outputNames.includes('logits') ? 'logits' : session.outputNames[0];
   const dims = session.warmupDims[name];

@@ -1,11 +1,10 @@
 import { WinnowError } from '../core/errors.js';
 import type { StageStats } from '../core/stage.js';
 import { docText, type Doc } from '../core/types.js';
-import { readModelFolder, type ColbertSettings, type FolderOptions, type ModelFolder } from '../models/folder.js';
-import { floatData, lengthSortedBatches, openSession, type ModelSession, type RunCounters, type SessionOptions } from '../models/onnx.js';
+import { openModel, type ColbertSettings, type FolderOptions, type ModelFolder } from '../models/folder.js';
+import { floatData, lengthSortedBatches, type ModelSession, type RunCounters, type SessionOptions } from '../models/onnx.js';
 import type { EncodedBatch, Encoding } from '../models/tokenizer.js';
 import { normalizeInPlace } from './bi-encoder.js';
-import { warmupIds } from './cross-encoder.js';
 import { EmbeddingCache } from './embedding-cache.js';
 import type { Scorer } from './scorer.js';
 
@@ -93,15 +92,8 @@ export class LateInteraction implements Scorer {
     this.cache = new EmbeddingCache({ namespace: `colbert-docs:${model}`, dir: options.cacheDir, maxBytes: options.cacheBytes });
   }
 
-  static async load(folder: string | ModelFolder, options: LateInteractionOptions = {}): Promise<LateInteraction> {
-    const f = typeof folder === 'string' ? readModelFolder(folder, options) : folder;
-    const session = await openSession(f.onnxPath, warmupIds(f), options);
-    try {
-      return new LateInteraction(f, session, options);
-    } catch (e) {
-      await session.release();
-      throw e;
-    }
+  static load(folder: string | ModelFolder, options: LateInteractionOptions = {}): Promise<LateInteraction> {
+    return openModel(folder, options, (f, session) => new LateInteraction(f, session, options));
   }
 
   get counters(): RunCounters {
