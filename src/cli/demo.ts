@@ -58,7 +58,8 @@ function sha256(data: Buffer): string {
 /** Fetches the demo's models unless told not to; on failure says why and what to run. */
 async function demoModels(pull: boolean): Promise<boolean> {
   try {
-    for (const ref of [DEMO_LIGHT, DEMO_HEAVY]) await resolveModel(ref, { pull });
+    const log = (line: string) => process.stderr.write(`demo: ${line}\n`);
+    for (const ref of [DEMO_LIGHT, DEMO_HEAVY]) await resolveModel(ref, { pull, log });
     return true;
   } catch (e) {
     if (!(e instanceof WinnowError)) throw e;
