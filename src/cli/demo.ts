@@ -90,7 +90,7 @@ export async function demoCommand(args: string[]): Promise<number> {
   const finalK = 10;
   const pipeline = await cascadeFromFlags(
     neural
-      ? { firstPass: 'bm25', firstK: 1000, stage1: DEMO_LIGHT, poolSize: 100, stage2: DEMO_HEAVY, finalK }
+      ? { firstPass: 'bm25', firstK: 1000, stage1: DEMO_LIGHT, poolSize: 100, stage2: DEMO_HEAVY, finalK, names: ['minilm-l6', 'bge-small'] }
       : { firstPass: 'bm25', firstK: 1000, poolSize: 100, finalK },
     env,
   );

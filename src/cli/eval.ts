@@ -90,6 +90,8 @@ export interface CascadeFlags {
   stage2?: string;
   poolSize: number;
   finalK: number;
+  /** stage names in tables and hit scores (default stage1, stage2) */
+  names?: [string, string];
 }
 
 export async function evalCommand(args: string[]): Promise<number> {
@@ -147,9 +149,10 @@ export async function cascadeFromFlags(flags: CascadeFlags, env: WinnowEnv): Pro
   let p = new Pipeline([]);
   if (flags.firstPass !== 'none') p = p.andThen(await env.retriever(flags.firstPass, {}, '--first-pass')).top(flags.firstK);
   if (flags.stage1) {
-    p = p.andThen(new Rerank(await env.scorer(flags.stage1, {}, '--stage1-model'), 'stage1'));
+    const [name1, name2] = flags.names ?? ['stage1', 'stage2'];
+    p = p.andThen(new Rerank(await env.scorer(flags.stage1, {}, '--stage1-model'), name1));
     if (flags.stage2) {
-      p = p.top(flags.poolSize).andThen(new Rerank(await env.scorer(flags.stage2, {}, '--stage2-model'), 'stage2'));
+      p = p.top(flags.poolSize).andThen(new Rerank(await env.scorer(flags.stage2, {}, '--stage2-model'), name2));
     }
     p = p.top(flags.finalK);
   } else if (flags.stage2) {
