@@ -25,11 +25,14 @@ test('SIGTERM during load: in-flight requests finish with 200, then exit 0', { t
   );
   const lines: Record<string, unknown>[] = [];
   const rl = createInterface({ input: child.stdout });
+  let firstAnswered: () => void = () => undefined;
+  const answered = new Promise<void>((resolve) => (firstAnswered = resolve));
   const listening = new Promise<string>((resolve, reject) => {
     rl.on('line', (line) => {
       const e = JSON.parse(line) as Record<string, unknown>;
       lines.push(e);
       if (e.event === 'listening') resolve(e.url as string);
+      if (e.route === '/v2/rerank') firstAnswered();
     });
     child.once('exit', (code) => reject(new Error(`server exited early with ${code}`)));
   });
@@ -44,7 +47,9 @@ test('SIGTERM during load: in-flight requests finish with 200, then exit 0', { t
         body: JSON.stringify({ model: 'bm25', query: `boundary layer flow ${i}`, documents: texts }),
       }).then(async (r) => ({ status: r.status, body: (await r.json()) as { results?: unknown[] } })),
     );
-    await new Promise((r) => setTimeout(r, 300));
+    // Signal once the first request is answered: load is under way and the rest are still in
+    // flight, however fast this machine is (a fixed delay was flaky on an idle one).
+    await answered;
     child.kill('SIGTERM');
     const got = await Promise.all(replies);
     for (const g of got) {
