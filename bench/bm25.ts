@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Doc } from '../src/core/types.js';
 import { Bm25Index } from '../src/retrieve/bm25/index.js';
+import { median, readJsonl } from './common.js';
 
 const KS = [10, 1000];
 
@@ -30,19 +31,7 @@ interface PeerOutput {
   top10: Record<string, string[]>;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
-function readJsonl<T>(file: string): T[] {
-  return fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as T);
-}
 
 function readQrels(file: string): Map<string, Set<string>> {
   const qrels = new Map<string, Set<string>>();

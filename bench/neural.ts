@@ -35,6 +35,7 @@ import { readModelFolder } from '../src/models/folder.js';
 import { lengthSortedBatches } from '../src/models/onnx.js';
 import { BiEncoder } from '../src/rerank/bi-encoder.js';
 import { CrossEncoder } from '../src/rerank/cross-encoder.js';
+import { median, readJsonl } from './common.js';
 
 interface Timing {
   wall_s: number;
@@ -79,19 +80,7 @@ function fail(msg: string): never {
   process.exit(1);
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
-function readJsonl<T>(file: string): T[] {
-  return fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as T);
-}
 
 async function timed<T>(fn: () => Promise<T>): Promise<[T, Timing]> {
   const t0 = performance.now();

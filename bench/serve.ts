@@ -9,7 +9,7 @@
  * scored. Writes bench/results/serve.json and bench/results/serve.md.
  */
 import { fork } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,6 +22,7 @@ import { loadScorer } from '../src/rerank/load.js';
 import { Rerank } from '../src/rerank/rerank.js';
 import { BatchingScorer } from '../src/serve/batcher.js';
 import { createServer } from '../src/serve/server.js';
+import { readJsonl } from './common.js';
 
 const { values } = parseArgs({
   options: {
@@ -41,12 +42,8 @@ async function cascade(batching: boolean): Promise<Pipeline> {
   return new Pipeline([new Rerank(batching ? new BatchingScorer(scorer, { maxBatch: 64, maxWaitMs: 0, maxQueue: 1 << 20 }) : scorer, 'ce')]);
 }
 
-function readJsonl(file: string): Record<string, string>[] {
-  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, string>);
-}
-
-const docs = readJsonl(path.join(CRANFIELD, 'corpus.jsonl')).slice(0, N_DOCS).map((d) => d.text);
-const queries = readJsonl(path.join(CRANFIELD, 'queries.jsonl')).map((q) => q.text);
+const docs = readJsonl<Record<string, string>>(path.join(CRANFIELD, 'corpus.jsonl')).slice(0, N_DOCS).map((d) => d.text);
+const queries = readJsonl<Record<string, string>>(path.join(CRANFIELD, 'queries.jsonl')).map((q) => q.text);
 
 if (values.child) {
   // child: serve the cascade until told to stop
