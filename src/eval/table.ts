@@ -1,4 +1,4 @@
-import type { ExperimentResult } from './experiment.js';
+import type { ExperimentResult, StageResult } from './experiment.js';
 
 /** Formats rows as an aligned text table; numbers right-aligned, text left-aligned. */
 export function textTable(header: string[], rows: (string | number)[][]): string {
@@ -14,16 +14,20 @@ const ms = (x: number) => (x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : x.to
 const signed = (x: number) => (x >= 0 ? `+${x.toFixed(4)}` : x.toFixed(4));
 const count = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(1));
 
-/** The eval table: one row per stage, then the final quality, latency and cache lines. */
-export function formatExperiment(r: ExperimentResult, finalK: number): string {
-  const showCache = r.stages.some((s) => s.cacheHits + s.cacheMisses > 0);
-  const showTrunc = r.stages.some((s) => s.truncated + s.windowed > 0);
-  const showUsage = r.stages.some((s) => s.searchUnits + s.tokens > 0);
+/**
+ * The per-stage table of an evaluation, as header and cells: the terminal table and the HTML
+ * report show the same columns. Cache, truncation and usage columns appear only when some stage
+ * has something to show in them.
+ */
+export function stageTable(stages: readonly StageResult[]): { header: string[]; rows: (string | number)[][] } {
+  const showCache = stages.some((s) => s.cacheHits + s.cacheMisses > 0);
+  const showTrunc = stages.some((s) => s.truncated + s.windowed > 0);
+  const showUsage = stages.some((s) => s.searchUnits + s.tokens > 0);
   const header = ['stage', 'in → out', 'pairs', 'R@out', 'nDCG@10', 'ΔnDCG@10', 'ΔR@10', 'p50 ms', 'p95 ms', 'p99 ms'];
   if (showCache) header.push('cache hit/miss');
   if (showTrunc) header.push('truncated/windowed');
   if (showUsage) header.push('units/tokens');
-  const rows = r.stages.map((s) => {
+  const rows = stages.map((s) => {
     const row: (string | number)[] = [
       s.stage,
       `${count(s.in)} → ${count(s.out)}`,
@@ -41,6 +45,12 @@ export function formatExperiment(r: ExperimentResult, finalK: number): string {
     if (showUsage) row.push(`${s.searchUnits}/${s.tokens}`);
     return row;
   });
+  return { header, rows };
+}
+
+/** The eval table: one row per stage, then the final quality, latency and cache lines. */
+export function formatExperiment(r: ExperimentResult, finalK: number): string {
+  const { header, rows } = stageTable(r.stages);
   const lines = [textTable(header, rows), ''];
   lines.push(
     `final (${r.queries} queries): RR@10 ${f3(r.final['RR@10'])}  nDCG@10 ${f3(r.final['nDCG@10'])}  R@${finalK} ${f3(r.final[`R@${finalK}`])}`,

@@ -13,6 +13,7 @@ import {
   renderSvg,
   tradeoffChart,
 } from './charts.js';
+import { stageTable } from '../eval/table.js';
 
 /** What `winnow eval --json` writes (rankings left out). */
 export interface EvalJson {
@@ -216,21 +217,9 @@ export async function evalReport(r: EvalJson): Promise<string> {
   const lat = r.stages.map((s, order) => ({ plan: 'cascade', stage: s.stage, ms: s.latencyMs.mean, order }));
   parts.push(figure(await renderSvg(latencyBarChart(lat, 'Mean ms per query, by stage')), 'Measured per query, as a user sees it.'));
   parts.push('</div>');
+  const stages = stageTable(r.stages);
   parts.push(
-    table(
-      ['stage', 'in → out', 'pairs', 'R@out', 'nDCG@10', 'ΔnDCG@10', 'ΔR@10', 'p50 ms', 'p95 ms'],
-      r.stages.map((s) => [
-        s.stage,
-        `${s.in.toFixed(1)} → ${s.out.toFixed(1)}`,
-        s.pairs,
-        f4(s.metrics['R@out']),
-        f4(s.metrics['nDCG@10']),
-        s.lift ? f4(s.lift['nDCG@10']) : '-',
-        s.lift ? f4(s.lift['R@10']) : '-',
-        ms(s.latencyMs.p50),
-        ms(s.latencyMs.p95),
-      ]),
-    ),
+    table(stages.header, stages.rows),
   );
   if (r.spec) parts.push(`<h2>Spec</h2><pre>${esc(compactJson(r.spec))}</pre>`);
   return page('Winnow evaluation report', parts.join('\n'));
