@@ -23,6 +23,25 @@ export interface CascadeResult {
   calibration?: Calibration;
 }
 
+/** The client closed the connection before its answer was ready; its queued work was dropped. */
+export class ClientGoneError extends WinnowError {
+  constructor() {
+    super('unavailable', 'the client closed the connection before the response was ready');
+    this.name = 'ClientGoneError';
+  }
+}
+
+/** What one request brings besides its query and candidates. */
+export interface RunContext {
+  docs?: DocLookup;
+  cache?: ScoreCache;
+  /** when the request arrived and when its answer is due, as `performance.now()` times */
+  start: number;
+  deadline: number;
+  /** aborts when the client has gone away: no one will read the answer, so stop working on it */
+  gone?: AbortSignal;
+}
+
 /** The deadline passed before any scoring phase completed. */
 export class DeadlineError extends WinnowError {
   constructor(
@@ -94,9 +113,9 @@ export class CascadeRunner {
 
   /**
    * Runs the cascade for one query. `candidates` given: skip the leading retrieval phases and
-   * rank these hits; absent: retrieve first. `deadline` is an absolute `performance.now()` time.
+   * rank these hits; absent: retrieve first.
    */
-  async run(query: Query, candidates: Hit[] | undefined, docs: DocLookup | undefined, cache: ScoreCache | undefined, start: number, deadline: number): Promise<CascadeResult> {
+  async run(query: Query, candidates: Hit[] | undefined, { docs, cache, start, deadline, gone }: RunContext): Promise<CascadeResult> {
     const from = candidates ? this.retrieverPhases : 0;
     if (!candidates && from === 0 && !this.retrieverBacked) {
       throw new WinnowError('bad_input', `cascade "${this.name}" has no retriever stage, so it cannot search; use a rerank route`);
@@ -128,7 +147,11 @@ export class CascadeRunner {
             for (const stage of phase.stages) batch = await stage.run(batch, { docs, stats, cache });
             return batch;
           })();
-          const outcome = await raceDeadline(work, deadline);
+          const outcome = await raceDeadline(work, deadline, gone);
+          if (outcome === 'gone') {
+            work.catch(() => undefined);
+            throw new ClientGoneError();
+          }
           if (outcome === 'timeout') {
             // Stop waiting; the batcher drops this request's pairs that are still queued.
             controller.abort();
@@ -160,15 +183,21 @@ export class CascadeRunner {
   }
 }
 
-async function raceDeadline<T>(work: Promise<T>, deadline: number): Promise<T | 'timeout'> {
+/** The work's result, or which came first of the deadline and the client going away. */
+async function raceDeadline<T>(work: Promise<T>, deadline: number, gone?: AbortSignal): Promise<T | 'timeout' | 'gone'> {
+  if (gone?.aborted) return 'gone';
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => {
+  let onGone: (() => void) | undefined;
+  const interrupted = new Promise<'timeout' | 'gone'>((resolve) => {
     timer = setTimeout(() => resolve('timeout'), Math.max(0, deadline - performance.now()));
+    onGone = () => resolve('gone');
+    gone?.addEventListener('abort', onGone, { once: true });
   });
   try {
-    return await Promise.race([work, timeout]);
+    return await Promise.race([work, interrupted]);
   } finally {
     clearTimeout(timer);
+    if (onGone) gone?.removeEventListener('abort', onGone);
   }
 }
 

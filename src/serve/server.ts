@@ -11,7 +11,7 @@ import type { Pipeline } from '../cascade/pipeline.js';
 import type { NativeDocument, NativeResponse } from '../rerank/remote/native.js';
 import { BackpressureError, BatchingScorer } from './batcher.js';
 import { Gauge, Registry } from './metrics.js';
-import { type CascadeResult, CascadeRunner, DeadlineError } from './run.js';
+import { type CascadeResult, CascadeRunner, ClientGoneError, DeadlineError } from './run.js';
 import { openApiDocument, type SchemaName, schemas } from './schemas.js';
 
 export interface ServeLimits {
@@ -90,6 +90,8 @@ interface RequestInfo {
   id: string;
   headers: http.IncomingHttpHeaders;
   start: number;
+  /** aborts if the client disconnects before the response is written */
+  gone: AbortSignal;
 }
 
 /** What every rerank-shaped request boils down to. */
@@ -233,7 +235,7 @@ export function createServer(opts: ServerOptions): WinnowServer {
       byId.set(d.id, d);
       return { docId: d.id, score: n - i, scores: {} };
     });
-    const result = await runner.run({ id: req.id, text: c.query }, candidates, byId, cache, req.start, deadline);
+    const result = await runner.run({ id: req.id, text: c.query }, candidates, { docs: byId, cache, start: req.start, deadline, gone: req.gone });
     const hits = c.topN ? result.hits.slice(0, c.topN) : result.hits;
     return { runner, result, hits };
   };
@@ -322,7 +324,7 @@ export function createServer(opts: ServerOptions): WinnowServer {
     if (!runner.retrieverBacked) {
       throw new HttpError(400, 'not_a_retriever', `cascade "${runner.name}" does not start with a retriever, so it cannot search; use /v1/cascade or a rerank route`);
     }
-    const result = await runner.run({ id: req.id, text: b.query }, undefined, opts.docs, cache, req.start, deadlineOf(req, b.deadline_ms));
+    const result = await runner.run({ id: req.id, text: b.query }, undefined, { docs: opts.docs, cache, start: req.start, deadline: deadlineOf(req, b.deadline_ms), gone: req.gone });
     const hits = b.top_n ? result.hits.slice(0, b.top_n) : result.hits;
     const res: Record<string, unknown> = {
       model: runner.name,
@@ -408,7 +410,12 @@ export function createServer(opts: ServerOptions): WinnowServer {
       inFlight--;
       if (inFlight === 0) idle.splice(0).forEach((fn) => fn());
     };
-    res.on('close', done);
+    const gone = new AbortController();
+    res.on('close', () => {
+      // closed before the answer was written: the client hung up (or timed out)
+      if (!res.writableFinished) gone.abort();
+      done();
+    });
     // Only known routes get their own label; anything else would let clients grow the series.
     const routeLabel = path in posts || ['/health', '/ready', '/metrics', '/openapi.json'].includes(path) ? path : 'other';
 
@@ -422,7 +429,7 @@ export function createServer(opts: ServerOptions): WinnowServer {
       finish({ route: routeLabel, status: 401, body: { error: { code: 'unauthorized', message: 'missing or invalid bearer token (Authorization: Bearer <key>)' } }, headers: { 'WWW-Authenticate': 'Bearer' } });
       return;
     }
-    handle(req, { id, headers: req.headers, start })
+    handle(req, { id, headers: req.headers, start, gone: gone.signal })
       .then(finish)
       .catch((e: unknown) => {
         const err = toHttpError(e);
@@ -469,7 +476,10 @@ export function createServer(opts: ServerOptions): WinnowServer {
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       if (inFlight > 0) await new Promise<void>((resolve) => idle.push(resolve));
-      server.closeIdleConnections();
+      // Every accepted request is answered. What is left is idle keep-alive connections and
+      // connections that never sent a request, which Node counts as active, so
+      // closeIdleConnections() would leave them to hold shutdown up until the client's timeout.
+      server.closeAllConnections();
       await stopped;
       for (const b of batchers) await b.close();
     },
@@ -506,6 +516,8 @@ function toHttpError(e: unknown): HttpError {
   if (e instanceof HttpError) return e;
   if (e instanceof BackpressureError) return new HttpError(429, 'queue_full', e.message, { 'Retry-After': String(e.retryAfterSeconds) });
   if (e instanceof DeadlineError) return new HttpError(504, 'deadline_exceeded', e.message);
+  // nginx's "client closed request": nobody reads it, but logs and metrics say what happened
+  if (e instanceof ClientGoneError) return new HttpError(499, 'client_closed_request', e.message);
   if (e instanceof WinnowError) {
     const status = e.code === 'bad_input' ? 400 : e.code === 'not_found' ? 404 : e.code === 'unavailable' ? 503 : 500;
     return new HttpError(status, e.code, status === 500 ? `internal error: ${e.message}` : e.message);

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { emptyStats } from '../../src/core/stage.js';
 import type { Doc } from '../../src/core/types.js';
 import { Pipeline } from '../../src/cascade/pipeline.js';
@@ -214,6 +215,29 @@ test('a full queue answers 429 with Retry-After', async () => {
   }
 });
 
+test('a client that hangs up has its queued pairs dropped and is logged as 499', async () => {
+  const scorer = new OverlapScorer('logit', 150);
+  const p = new Pipeline([new Rerank(new BatchingScorer(scorer, { maxBatch: 5, maxWaitMs: 0 }))]);
+  const { server, url, logs } = await start({ cascades: new Map([['a', p]]), cache: false });
+  try {
+    const first = post(`${url}/v2/rerank`, { query: 'q1', documents: DOCS });
+    await new Promise((r) => setTimeout(r, 30));
+    // queued behind the first request's model call when its client gives up
+    const hangUp = new AbortController();
+    const second = fetch(`${url}/v2/rerank`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: 'q2', documents: DOCS }), signal: hangUp.signal });
+    await new Promise((r) => setTimeout(r, 50));
+    hangUp.abort();
+    await assert.rejects(second);
+    assert.equal((await first).status, 200);
+    await new Promise((r) => setTimeout(r, 250));
+    assert.equal(scorer.pairs, DOCS.length, 'only the first request was scored');
+    assert.ok(logs.some((l) => l.status === 499 && l.error === 'client_closed_request'));
+    assert.match(await (await fetch(`${url}/metrics`)).text(), /winnow_http_requests_total\{route="\/v2\/rerank",status="499"\} 1/);
+  } finally {
+    await server.close();
+  }
+});
+
 test('deadline: a slow later stage is skipped (degraded); nothing completed gives 504', async () => {
   const light = new OverlapScorer('logit', 0);
   const heavy = new OverlapScorer('logit', 300, 2, 'heavy');
@@ -253,4 +277,16 @@ test('deadline: a slow later stage is skipped (degraded); nothing completed give
   } finally {
     await server.close();
   }
+});
+
+test('close() does not wait for keep-alive or never-used connections', { timeout: 10_000 }, async () => {
+  const { server, url } = await start({ cascades: new Map([['a', new Pipeline([new Rerank(new OverlapScorer())])]]), cache: false });
+  assert.equal((await post(`${url}/v2/rerank`, { query: QUERY, documents: DOCS })).status, 200); // leaves a keep-alive socket
+  const { port } = new URL(url);
+  const silent = connect(Number(port), '127.0.0.1'); // connected, never sends a request
+  await new Promise((r) => silent.once('connect', r));
+  const t0 = performance.now();
+  await server.close();
+  assert.ok(performance.now() - t0 < 1000, `closed in ${Math.round(performance.now() - t0)} ms`);
+  silent.destroy();
 });
