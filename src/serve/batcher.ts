@@ -4,6 +4,7 @@ import { emptyStats, type StageStats } from '../core/stage.js';
 import type { Doc, ScoreKind } from '../core/types.js';
 import type { SpecEnv } from '../cascade/spec.js';
 import type { Scorer } from '../rerank/scorer.js';
+import type { Cancellation } from './cancel.js';
 
 /**
  * A scorer that can score several queries' documents in one model call (a cross-encoder
@@ -22,9 +23,10 @@ export function isMultiQueryScorer(s: Scorer): s is MultiQueryScorer {
 /**
  * The request a scoring call belongs to. The server runs each request's cascade inside
  * `requestScope.run(...)`; the batcher reads it to drop queued pairs of a request whose
- * deadline passed (the Scorer interface has no place for a signal, and should not need one).
+ * deadline passed or whose client left (the Scorer interface has no place for a cancellation,
+ * and should not need one).
  */
-export const requestScope = new AsyncLocalStorage<{ signal: AbortSignal }>();
+export const requestScope = new AsyncLocalStorage<{ cancel: Cancellation }>();
 
 export interface BatcherOptions {
   /** most (query, doc) pairs in one model call */
@@ -74,8 +76,8 @@ interface Pending {
   /** docs whose scores came back */
   done: number;
   stats?: StageStats;
-  signal?: AbortSignal;
-  onAbort?: () => void;
+  /** unsubscribes from the request's cancellation once every pair is in a batch */
+  stopListening?: () => void;
   resolve(s: Float32Array): void;
   reject(e: unknown): void;
 }
@@ -140,18 +142,15 @@ export class BatchingScorer implements Scorer {
 
   score(query: string, docs: readonly Doc[], stats?: StageStats): Promise<Float32Array> {
     if (docs.length === 0) return Promise.resolve(new Float32Array(0));
-    const signal = requestScope.getStore()?.signal;
-    if (signal?.aborted) return Promise.reject(new AbortedError(this.id));
+    const cancel = requestScope.getStore()?.cancel;
+    if (cancel?.cancelled) return Promise.reject(new AbortedError(this.id));
     if (this.queuedPairs > 0 && this.queuedPairs + docs.length > this.maxQueue) {
       const wait = Math.max(1, Math.ceil(((this.queuedPairs * this.msPerPair) / 1000) / this.concurrency));
       return Promise.reject(new BackpressureError(this.id, this.queuedPairs, this.maxQueue, wait));
     }
     return new Promise<Float32Array>((resolve, reject) => {
-      const p: Pending = { query, docs, scores: new Float32Array(docs.length), next: 0, done: 0, stats, signal, resolve, reject };
-      if (signal) {
-        p.onAbort = () => this.abort(p);
-        signal.addEventListener('abort', p.onAbort, { once: true });
-      }
+      const p: Pending = { query, docs, scores: new Float32Array(docs.length), next: 0, done: 0, stats, resolve, reject };
+      p.stopListening = cancel?.onCancel(() => this.abort(p));
       this.queue.push(p);
       this.queuedPairs += docs.length;
       this.schedule();
@@ -200,7 +199,7 @@ export class BatchingScorer implements Scorer {
         n += take;
         if (p.next === p.docs.length) {
           this.queue.shift();
-          if (p.onAbort) p.signal?.removeEventListener('abort', p.onAbort);
+          p.stopListening?.();
         }
       }
       this.queuedPairs -= n;

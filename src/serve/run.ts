@@ -9,6 +9,7 @@ import { Pipeline } from '../cascade/pipeline.js';
 import { Rerank } from '../rerank/rerank.js';
 import { Retriever } from '../retrieve/retriever.js';
 import { requestScope } from './batcher.js';
+import { Cancellation } from './cancel.js';
 
 /** What a finished (possibly degraded) request returns. */
 export interface CascadeResult {
@@ -38,8 +39,8 @@ export interface RunContext {
   /** when the request arrived and when its answer is due, as `performance.now()` times */
   start: number;
   deadline: number;
-  /** aborts when the client has gone away: no one will read the answer, so stop working on it */
-  gone?: AbortSignal;
+  /** cancelled when the client has gone away: no one will read the answer, so stop working on it */
+  gone?: Cancellation;
 }
 
 /** The deadline passed before any scoring phase completed. */
@@ -99,6 +100,12 @@ export class CascadeRunner {
     return this.phases.slice(this.retrieverPhases).some((p) => !p.cutsOnly);
   }
 
+  /** The last phase that scores: what a full run's final scores mean. */
+  get finalScorer(): { stage: string; kind: ScoreKind; calibrated: boolean } | undefined {
+    const last = this.phases.filter((p) => !p.cutsOnly).at(-1);
+    return last && { stage: last.head.name, kind: last.kind, calibrated: last.calibration !== undefined && last.calibration.kind !== 'identity' };
+  }
+
   /** Every `Rerank` stage, including those inside fusions, e.g. to find the batchers. */
   rerankStages(): Rerank[] {
     const out: Rerank[] = [];
@@ -122,14 +129,14 @@ export class CascadeRunner {
     }
     // Nothing to rank is not a timeout, whatever the budget.
     if (candidates && candidates.length === 0) return { hits: [], stages: [], kind: 'unbounded' };
-    const controller = new AbortController();
+    const cancel = new Cancellation();
     const budget = Math.round(deadline - start);
     let current: Ranking[] = [{ query, hits: candidates ?? [] }];
     const done: TraceRow[] = [];
     let kind: ScoreKind = 'unbounded';
     let calibration: Calibration | undefined;
     let scored = false;
-    return requestScope.run({ signal: controller.signal }, async () => {
+    return requestScope.run({ cancel }, async () => {
       try {
         for (let i = from; i < this.phases.length; i++) {
           const phase = this.phases[i];
@@ -154,7 +161,7 @@ export class CascadeRunner {
           }
           if (outcome === 'timeout') {
             // Stop waiting; the batcher drops this request's pairs that are still queued.
-            controller.abort();
+            cancel.cancel();
             work.catch(() => undefined);
             // It took at least this long: remember it, or the next request would wait again.
             const unit = (performance.now() - t0) / (phase.retrieves ? 1 : Math.max(1, n));
@@ -177,27 +184,26 @@ export class CascadeRunner {
         }
         return { hits: current[0].hits, stages: done, kind, calibration };
       } finally {
-        controller.abort();
+        cancel.cancel();
       }
     });
   }
 }
 
 /** The work's result, or which came first of the deadline and the client going away. */
-async function raceDeadline<T>(work: Promise<T>, deadline: number, gone?: AbortSignal): Promise<T | 'timeout' | 'gone'> {
-  if (gone?.aborted) return 'gone';
+async function raceDeadline<T>(work: Promise<T>, deadline: number, gone?: Cancellation): Promise<T | 'timeout' | 'gone'> {
+  if (gone?.cancelled) return 'gone';
   let timer: NodeJS.Timeout | undefined;
-  let onGone: (() => void) | undefined;
+  let stopListening: (() => void) | undefined;
   const interrupted = new Promise<'timeout' | 'gone'>((resolve) => {
     timer = setTimeout(() => resolve('timeout'), Math.max(0, deadline - performance.now()));
-    onGone = () => resolve('gone');
-    gone?.addEventListener('abort', onGone, { once: true });
+    stopListening = gone?.onCancel(() => resolve('gone'));
   });
   try {
     return await Promise.race([work, interrupted]);
   } finally {
     clearTimeout(timer);
-    if (onGone) gone?.removeEventListener('abort', onGone);
+    stopListening?.();
   }
 }
 

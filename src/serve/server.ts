@@ -11,6 +11,7 @@ import type { Pipeline } from '../cascade/pipeline.js';
 import type { NativeDocument, NativeResponse } from '../rerank/remote/native.js';
 import { BackpressureError, BatchingScorer } from './batcher.js';
 import { Gauge, Registry } from './metrics.js';
+import { Cancellation } from './cancel.js';
 import { type CascadeResult, CascadeRunner, ClientGoneError, DeadlineError } from './run.js';
 import { openApiDocument, type SchemaName, schemas } from './schemas.js';
 
@@ -90,8 +91,8 @@ interface RequestInfo {
   id: string;
   headers: http.IncomingHttpHeaders;
   start: number;
-  /** aborts if the client disconnects before the response is written */
-  gone: AbortSignal;
+  /** cancelled if the client disconnects before the response is written */
+  gone: Cancellation;
 }
 
 /** What every rerank-shaped request boils down to. */
@@ -155,6 +156,17 @@ export function createServer(opts: ServerOptions): WinnowServer {
 
   const keyHashes = (opts.apiKeys ?? []).filter((k) => k !== '').map(sha256);
   const log = opts.log === false ? undefined : (opts.log ?? ((e: Record<string, unknown>) => process.stdout.write(JSON.stringify(e) + '\n')));
+  for (const r of runners.values()) {
+    const last = r.finalScorer;
+    if (last?.kind === 'unbounded' && !last.calibrated) {
+      log?.({
+        ts: new Date().toISOString(),
+        event: 'warning',
+        cascade: r.name,
+        message: `cascade "${r.name}" ends in unbounded scores ("${last.stage}"); Cohere-, Jina- and vLLM-shaped responses pass them as relevance_score unchanged, outside the [0,1] those APIs promise. Add a calibrated threshold after it, or end with a logit or probability scorer`,
+      });
+    }
+  }
   const ajv = new Ajv2020({ allErrors: false, strict: false });
   // Compiled up front: compiling takes tens of ms, which would eat the first request's deadline.
   const validators = new Map<SchemaName, ValidateFunction>();
@@ -241,7 +253,7 @@ export function createServer(opts: ServerOptions): WinnowServer {
   };
 
   /** Provider shapes promise scores in [0, 1]: map logits through the calibration or a sigmoid. */
-  const relevance = (r: CascadeResult, s: number): number => (r.kind === 'logit' ? (r.calibration ? calibrate(r.calibration, s) : SIGMOID(s)) : s);
+  const relevance = (r: CascadeResult, s: number): number => (r.calibration ? calibrate(r.calibration, s) : r.kind === 'logit' ? SIGMOID(s) : s);
 
   const searchUnits = (n: number): number => Math.max(1, Math.ceil(n / 100));
 
@@ -410,10 +422,10 @@ export function createServer(opts: ServerOptions): WinnowServer {
       inFlight--;
       if (inFlight === 0) idle.splice(0).forEach((fn) => fn());
     };
-    const gone = new AbortController();
+    const gone = new Cancellation();
     res.on('close', () => {
       // closed before the answer was written: the client hung up (or timed out)
-      if (!res.writableFinished) gone.abort();
+      if (!res.writableFinished) gone.cancel();
       done();
     });
     // Only known routes get their own label; anything else would let clients grow the series.
@@ -429,7 +441,7 @@ export function createServer(opts: ServerOptions): WinnowServer {
       finish({ route: routeLabel, status: 401, body: { error: { code: 'unauthorized', message: 'missing or invalid bearer token (Authorization: Bearer <key>)' } }, headers: { 'WWW-Authenticate': 'Bearer' } });
       return;
     }
-    handle(req, { id, headers: req.headers, start, gone: gone.signal })
+    handle(req, { id, headers: req.headers, start, gone })
       .then(finish)
       .catch((e: unknown) => {
         const err = toHttpError(e);

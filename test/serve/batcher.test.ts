@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Doc } from '../../src/core/types.js';
 import { AbortedError, BackpressureError, BatchingScorer, requestScope } from '../../src/serve/batcher.js';
+import { Cancellation } from '../../src/serve/cancel.js';
 import { OverlapScorer, SingleQueryScorer } from './helpers.js';
 
 const docs = (n: number, word = 'x'): Doc[] => Array.from({ length: n }, (_, i) => ({ id: String(i), text: `${word} doc ${i} ${'y'.repeat(i)}` }));
@@ -54,10 +55,10 @@ test('an aborted request loses its queued pairs; others are unaffected', async (
   const inner = new OverlapScorer('logit', 30);
   const b = new BatchingScorer(inner, { maxBatch: 4, maxWaitMs: 0 });
   const first = b.score('a', docs(4));
-  const controller = new AbortController();
-  const doomed = requestScope.run({ signal: controller.signal }, () => b.score('b', docs(8)));
+  const cancel = new Cancellation();
+  const doomed = requestScope.run({ cancel }, () => b.score('b', docs(8)));
   const after = b.score('c', docs(4));
-  controller.abort();
+  cancel.cancel();
   await assert.rejects(doomed, (e) => e instanceof AbortedError);
   assert.equal((await first).length, 4);
   assert.equal((await after).length, 4);

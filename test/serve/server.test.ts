@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { emptyStats } from '../../src/core/stage.js';
 import type { Doc } from '../../src/core/types.js';
+import { calibrate } from '../../src/cascade/calibration.js';
 import { Pipeline } from '../../src/cascade/pipeline.js';
 import { Rerank } from '../../src/rerank/rerank.js';
 import { BatchingScorer } from '../../src/serve/batcher.js';
@@ -74,10 +75,22 @@ test('every route answers in its provider shape with the in-process ordering', a
   }
 });
 
-test('probability and unbounded scores pass through unsquashed', async () => {
+test('unbounded scores pass through unsquashed, with a warning at start', async () => {
   const p = new Pipeline([new Rerank(new OverlapScorer('unbounded', 0, 3), 'bm25ish')]);
-  const { server, url } = await start({ cascades: new Map([['b', p]]) });
+  const logit = new Pipeline([new Rerank(new OverlapScorer('logit'), 'ce')]);
+  const platt = { kind: 'platt', a: 0.5, b: -1 } as const;
+  const calibrated = new Pipeline([new Rerank(new OverlapScorer('unbounded', 0, 3), 'bm25ish')]).threshold(0, platt);
+  const identity = new Pipeline([new Rerank(new OverlapScorer('unbounded', 0, 3), 'bm25ish')]).threshold(0, { kind: 'identity' });
+  const { server, url, logs } = await start({ cascades: new Map([['b', p], ['c', logit], ['cal', calibrated], ['id', identity]]) });
   try {
+    const warnings = logs.filter((l) => l.event === 'warning');
+    assert.deepEqual(warnings.map((w) => w.cascade), ['b', 'id']);
+    // a calibration after the unbounded stage maps its scores to probabilities
+    const cal = await post(`${url}/v2/rerank`, { model: 'cal', query: QUERY, documents: DOCS });
+    const raw = await inProcess(calibrated, QUERY, DOCS);
+    assert.ok(Math.abs(cal.json.results[0].relevance_score - calibrate(platt, raw[0].score)) < 1e-6);
+    assert.ok(cal.json.results.every((x: { relevance_score: number }) => x.relevance_score > 0 && x.relevance_score < 1));
+    assert.match(String(warnings[0].message), /unbounded scores \("bm25ish"\).*outside the \[0,1\]/);
     const expected = await inProcess(p, QUERY, DOCS);
     const r = await post(`${url}/v2/rerank`, { model: 'b', query: QUERY, documents: DOCS });
     assert.ok(Math.abs(r.json.results[0].relevance_score - expected[0].score) < 1e-6);
