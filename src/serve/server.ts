@@ -252,8 +252,13 @@ export function createServer(opts: ServerOptions): WinnowServer {
     return { runner, result, hits };
   };
 
-  /** Provider shapes promise scores in [0, 1]: map logits through the calibration or a sigmoid. */
-  const relevance = (r: CascadeResult, s: number): number => (r.calibration ? calibrate(r.calibration, s) : r.kind === 'logit' ? SIGMOID(s) : s);
+  /**
+   * Provider shapes promise scores in [0, 1]: map through the calibration after the last scoring
+   * stage if there is one (identity only says its threshold is on raw scores), else logits
+   * through a sigmoid; probabilities and similarities pass, unbounded ones too (warned at start).
+   */
+  const relevance = (r: CascadeResult, s: number): number =>
+    r.calibration && r.calibration.kind !== 'identity' ? calibrate(r.calibration, s) : r.kind === 'logit' ? SIGMOID(s) : s;
 
   const searchUnits = (n: number): number => Math.max(1, Math.ceil(n / 100));
 
