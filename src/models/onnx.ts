@@ -178,6 +178,25 @@ class SharedSession {
   }
 }
 
+/**
+ * The output a scorer reads: `preferred` if the graph has it, else the first output, which must
+ * have `rank` dimensions. Otherwise the error lists every output with its shape, says what the
+ * scorer `needs`, and `hint` says what such a model probably is.
+ */
+export function pickOutput(
+  session: ModelSession,
+  dir: string,
+  want: { preferred?: string; rank: number; what: string; needs: string; hint?: string },
+): { name: string; dims: readonly number[] } {
+  const name = want.preferred && session.outputNames.includes(want.preferred) ? want.preferred : session.outputNames[0];
+  const dims = session.warmupDims[name];
+  if (!dims || dims.length !== want.rank) {
+    const seen = session.outputNames.map((n) => `${n} [${session.warmupDims[n]?.join(', ')}]`).join(', ');
+    throw new WinnowError('model_error', `${dir}: not ${want.what}: it outputs ${seen}, ${want.needs}`, want.hint);
+  }
+  return { name, dims };
+}
+
 function firstLine(e: unknown): string {
   return String((e as Error)?.message ?? e).split('\n')[0].slice(0, 300);
 }

@@ -1,8 +1,7 @@
-import { WinnowError } from '../core/errors.js';
 import type { StageStats } from '../core/stage.js';
 import { docText, type Doc } from '../core/types.js';
 import { openModel, type FolderOptions, type ModelFolder } from '../models/folder.js';
-import { floatData, lengthSortedBatches, type ModelSession, type RunCounters, type SessionOptions } from '../models/onnx.js';
+import { floatData, lengthSortedBatches, type ModelSession, pickOutput, type RunCounters, type SessionOptions } from '../models/onnx.js';
 import { EmbeddingCache } from './embedding-cache.js';
 import type { Scorer } from './scorer.js';
 
@@ -49,16 +48,13 @@ export class BiEncoder implements Scorer {
     private readonly session: ModelSession,
     options: BiEncoderOptions,
   ) {
-    const name = session.outputNames.includes('last_hidden_state') ? 'last_hidden_state' : session.outputNames[0];
-    const dims = session.warmupDims[name];
-    if (!dims || dims.length !== 3) {
-      const seen = session.outputNames.map((n) => `${n} [${session.warmupDims[n]?.join(', ')}]`).join(', ');
-      throw new WinnowError(
-        'model_error',
-        `${folder.dir}: not an embedding model: it outputs ${seen}, a bi-encoder needs token embeddings [batch, tokens, hidden]`,
-        'a [batch, labels] output means a cross-encoder: load it as one (task "cross-encoder")',
-      );
-    }
+    const { name, dims } = pickOutput(session, folder.dir, {
+      preferred: 'last_hidden_state',
+      rank: 3,
+      what: 'an embedding model',
+      needs: 'a bi-encoder needs token embeddings [batch, tokens, hidden]',
+      hint: 'a [batch, labels] output means a cross-encoder: load it as one (task "cross-encoder")',
+    });
     this.output = name;
     this.dim = dims[2];
     this.maxLength = Math.min(options.maxLength ?? folder.maxLength, folder.maxLength);

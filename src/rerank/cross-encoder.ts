@@ -2,7 +2,7 @@ import { WinnowError } from '../core/errors.js';
 import type { StageStats } from '../core/stage.js';
 import { docText, type Doc, type ScoreKind } from '../core/types.js';
 import { openModel, type FolderOptions, type ModelFolder } from '../models/folder.js';
-import { floatData, lengthSortedBatches, type ModelSession, type RunCounters, type SessionOptions } from '../models/onnx.js';
+import { floatData, lengthSortedBatches, type ModelSession, pickOutput, type RunCounters, type SessionOptions } from '../models/onnx.js';
 import type { Encoding, PairTruncation } from '../models/tokenizer.js';
 import { windowStarts } from '../text/windows.js';
 import type { Scorer } from './scorer.js';
@@ -54,9 +54,15 @@ export class CrossEncoder implements Scorer {
     private readonly session: ModelSession,
     private readonly options: CrossEncoderOptions,
   ) {
-    const dims = pickLogits(folder, session);
-    this.output = dims.name;
-    this.labels = dims.labels;
+    const { name, dims } = pickOutput(session, folder.dir, {
+      preferred: 'logits',
+      rank: 2,
+      what: 'a cross-encoder',
+      needs: 'a cross-encoder outputs logits [batch, labels]',
+      hint: 'token embeddings ([batch, tokens, hidden]) mean an embedding model: use it as a bi-encoder (task "embedding")',
+    });
+    this.output = name;
+    this.labels = dims[1];
     this.maxLength = Math.min(options.maxLength ?? folder.maxLength, folder.maxLength);
     this.batchSize = options.batchSize ?? 32;
     this.truncation = options.truncation ?? 'keep_query';
@@ -190,19 +196,4 @@ export class CrossEncoder implements Scorer {
     // softmax over two labels is the sigmoid of their difference
     return this.activation === 'softmax' ? 1 / (1 + Math.exp(-diff)) : diff;
   }
-}
-
-/** Two token ids that are valid for any tokenizer: the special tokens of an empty text. */
-function pickLogits(folder: ModelFolder, session: ModelSession): { name: string; labels: number } {
-  const name = session.outputNames.includes('logits') ? 'logits' : session.outputNames[0];
-  const dims = session.warmupDims[name];
-  if (!dims || dims.length !== 2) {
-    const seen = session.outputNames.map((n) => `${n} [${session.warmupDims[n]?.join(', ')}]`).join(', ');
-    throw new WinnowError(
-      'model_error',
-      `${folder.dir}: not a cross-encoder: it outputs ${seen}, a cross-encoder outputs logits [batch, labels]`,
-      'token embeddings ([batch, tokens, hidden]) mean an embedding model: use it as a bi-encoder (task "embedding")',
-    );
-  }
-  return { name, labels: dims[1] };
 }

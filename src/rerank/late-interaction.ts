@@ -2,7 +2,7 @@ import { WinnowError } from '../core/errors.js';
 import type { StageStats } from '../core/stage.js';
 import { docText, type Doc } from '../core/types.js';
 import { openModel, type ColbertSettings, type FolderOptions, type ModelFolder } from '../models/folder.js';
-import { floatData, lengthSortedBatches, type ModelSession, type RunCounters, type SessionOptions } from '../models/onnx.js';
+import { floatData, lengthSortedBatches, type ModelSession, pickOutput, type RunCounters, type SessionOptions } from '../models/onnx.js';
 import type { EncodedBatch, Encoding } from '../models/tokenizer.js';
 import { normalizeInPlace } from './bi-encoder.js';
 import { EmbeddingCache } from './embedding-cache.js';
@@ -45,14 +45,11 @@ export class LateInteraction implements Scorer {
     private readonly session: ModelSession,
     options: LateInteractionOptions,
   ) {
-    const name = session.outputNames[0];
-    const dims = session.warmupDims[name];
-    if (!dims || dims.length !== 3) {
-      throw new WinnowError(
-        'model_error',
-        `${folder.dir}: not a late-interaction model: it outputs ${name} [${dims?.join(', ')}], ColBERT needs token embeddings [batch, tokens, dim]`,
-      );
-    }
+    const { name, dims } = pickOutput(session, folder.dir, {
+      rank: 3,
+      what: 'a late-interaction model',
+      needs: 'ColBERT needs token embeddings [batch, tokens, dim]',
+    });
     this.output = name;
     this.dim = dims[2];
     const base = folder.colbert ?? { queryLength: 32, docLength: 180, skipPunctuation: true, attendToMaskTokens: false };
