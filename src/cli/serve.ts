@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { WinnowError } from '../core/errors.js';
 import { WinnowEnv } from '../cascade/env.js';
@@ -7,6 +6,7 @@ import type { Pipeline } from '../cascade/pipeline.js';
 import { checkSpec, compileSpec, type CascadeSpec } from '../cascade/spec.js';
 import { withBatching } from '../serve/batcher.js';
 import { createServer, type ServeLimits } from '../serve/server.js';
+import { intFlag, parseFlags } from './args.js';
 
 const USAGE = `usage: winnow serve --spec cascade.yaml [options]
   --spec FILE           cascade spec (YAML/JSON): {name?, stages} or {cascades: {name: {stages}}}, optional serve: section
@@ -86,13 +86,6 @@ export function loadServeSpec(file: string): ServeSpecFile {
   return { cascades, settings };
 }
 
-function intOf(flag: string, v: string | undefined, fallback: number, min = 1): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!/^\d+$/.test(v.trim()) || n < min) throw new WinnowError('usage', `--${flag} must be an integer >= ${min}, got "${v}"`, USAGE);
-  return n;
-}
-
 function readKeys(file: string | undefined): string[] {
   const fromEnv = (process.env.WINNOW_API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean);
   if (!file) return fromEnv;
@@ -108,55 +101,52 @@ function readKeys(file: string | undefined): string[] {
 }
 
 export async function serveCommand(args: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        spec: { type: 'string' },
-        port: { type: 'string' },
-        host: { type: 'string' },
-        corpus: { type: 'string' },
-        'default-model': { type: 'string' },
-        'max-batch': { type: 'string' },
-        'max-wait-ms': { type: 'string' },
-        queue: { type: 'string' },
-        'no-batching': { type: 'boolean' },
-        'max-docs': { type: 'string' },
-        'max-doc-chars': { type: 'string' },
-        'max-query-chars': { type: 'string' },
-        'max-body-bytes': { type: 'string' },
-        'deadline-ms': { type: 'string' },
-        'keys-file': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (e) {
-    throw new WinnowError('usage', (e as Error).message, USAGE);
-  }
+  const { values, positionals } = parseFlags(
+    args,
+    {
+      spec: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      corpus: { type: 'string' },
+      'default-model': { type: 'string' },
+      'max-batch': { type: 'string' },
+      'max-wait-ms': { type: 'string' },
+      queue: { type: 'string' },
+      'no-batching': { type: 'boolean' },
+      'max-docs': { type: 'string' },
+      'max-doc-chars': { type: 'string' },
+      'max-query-chars': { type: 'string' },
+      'max-body-bytes': { type: 'string' },
+      'deadline-ms': { type: 'string' },
+      'keys-file': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    USAGE,
+  );
+  if (positionals.length > 0) throw new WinnowError('usage', `winnow serve takes no arguments (got ${positionals.join(' ')})`, USAGE);
   if (values.help) {
     process.stderr.write(USAGE + '\n');
     return 0;
   }
   if (typeof values.spec !== 'string') throw new WinnowError('usage', 'serve needs --spec FILE', USAGE);
   const { cascades: specs, settings } = loadServeSpec(values.spec);
-  const flag = (name: string): string | undefined => (typeof values[name] === 'string' ? (values[name] as string) : settings[name]);
+  // a flag on the command line wins over the spec's serve: settings
+  const given: Record<string, string | boolean | undefined> = values;
+  const flag = (name: string): string | undefined => (typeof given[name] === 'string' ? (given[name] as string) : settings[name]);
 
   const limits: ServeLimits = {
-    maxDocs: intOf('max-docs', flag('max-docs'), 1000),
-    maxDocChars: intOf('max-doc-chars', flag('max-doc-chars'), 100_000),
-    maxQueryChars: intOf('max-query-chars', flag('max-query-chars'), 4096),
-    maxBodyBytes: intOf('max-body-bytes', flag('max-body-bytes'), 10 * 1024 * 1024),
-    defaultDeadlineMs: intOf('deadline-ms', flag('deadline-ms'), 30_000),
+    maxDocs: intFlag(flag('max-docs'), 'max-docs', 1000, 1, USAGE),
+    maxDocChars: intFlag(flag('max-doc-chars'), 'max-doc-chars', 100_000, 1, USAGE),
+    maxQueryChars: intFlag(flag('max-query-chars'), 'max-query-chars', 4096, 1, USAGE),
+    maxBodyBytes: intFlag(flag('max-body-bytes'), 'max-body-bytes', 10 * 1024 * 1024, 1, USAGE),
+    defaultDeadlineMs: intFlag(flag('deadline-ms'), 'deadline-ms', 30_000, 1, USAGE),
   };
   const batching = {
-    maxBatch: intOf('max-batch', flag('max-batch'), 64),
-    maxWaitMs: intOf('max-wait-ms', flag('max-wait-ms'), 0, 0),
-    maxQueue: intOf('queue', flag('queue'), 1024),
+    maxBatch: intFlag(flag('max-batch'), 'max-batch', 64, 1, USAGE),
+    maxWaitMs: intFlag(flag('max-wait-ms'), 'max-wait-ms', 0, 0, USAGE),
+    maxQueue: intFlag(flag('queue'), 'queue', 1024, 1, USAGE),
   };
-  const port = intOf('port', flag('port'), 8080, 0);
+  const port = intFlag(flag('port'), 'port', 8080, 0, USAGE);
   const host = flag('host') ?? '127.0.0.1';
   const apiKeys = readKeys(flag('keys-file'));
 
