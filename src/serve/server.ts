@@ -134,7 +134,12 @@ export function createServer(opts: ServerOptions): WinnowServer {
   }
   const metrics = new Registry();
   const cache = opts.cache === false ? undefined : (opts.cache ?? new ScoreCache({ maxEntries: 200_000 }));
-  const observeStage = (cascade: string, row: TraceRow): void => metrics.stageSeconds.observe({ cascade, stage: row.stage }, row.ms / 1000);
+  const observeStage = (cascade: string, row: TraceRow): void => {
+    const labels = { cascade, stage: row.stage };
+    metrics.stageSeconds.observe(labels, row.ms / 1000);
+    if (row.searchUnits > 0) metrics.searchUnits.inc(labels, row.searchUnits);
+    if (row.tokens > 0) metrics.tokens.inc(labels, row.tokens);
+  };
   const runners = new Map<string, CascadeRunner>();
   for (const [name, p] of opts.cascades) runners.set(name, new CascadeRunner(name, p, observeStage));
   const batchers = new Set<BatchingScorer>();

@@ -6,6 +6,7 @@ import type { Doc } from '../../src/core/types.js';
 import { calibrate } from '../../src/cascade/calibration.js';
 import { Pipeline } from '../../src/cascade/pipeline.js';
 import { Rerank } from '../../src/rerank/rerank.js';
+import { remoteScorer } from '../../src/rerank/remote/index.js';
 import { BatchingScorer } from '../../src/serve/batcher.js';
 import { DOCS, OverlapScorer, QUERY, post, start, twoStage } from './helpers.js';
 
@@ -302,4 +303,18 @@ test('close() does not wait for keep-alive or never-used connections', { timeout
   await server.close();
   assert.ok(performance.now() - t0 < 1000, `closed in ${Math.round(performance.now() - t0)} ms`);
   silent.destroy();
+});
+
+test('/metrics counts the search units a hosted rerank stage bills, per cascade and stage', async () => {
+  // the "hosted API" is another Winnow answering in the Cohere v2 shape, which bills 1 unit per 100 documents
+  const upstream = await start({ cascades: new Map([['rerank-v3.5', new Pipeline([new Rerank(new OverlapScorer())])]]), cache: false });
+  const cohere = remoteScorer('cohere:rerank-v3.5', { baseUrl: upstream.url, apiKey: 'k', env: {} });
+  const { server, url } = await start({ cascades: new Map([['hosted', new Pipeline([new Rerank(cohere, 'cohere')])]]), cache: false });
+  try {
+    for (const q of ['a capital', 'the United States']) assert.equal((await post(`${url}/v2/rerank`, { query: q, documents: DOCS })).status, 200);
+    assert.match(await (await fetch(`${url}/metrics`)).text(), /winnow_stage_search_units_total\{cascade="hosted",stage="cohere"\} 2/);
+  } finally {
+    await server.close();
+    await upstream.server.close();
+  }
 });
