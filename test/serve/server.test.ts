@@ -318,3 +318,29 @@ test('/metrics counts the search units a hosted rerank stage bills, per cascade 
     await upstream.server.close();
   }
 });
+
+test('one Winnow as a remote stage of another, in the TEI and the native shape', async () => {
+  // a remote stage must score every document it sends, so the upstream cascade cuts nothing
+  const local = twoStage(new OverlapScorer(), new OverlapScorer('logit', 0, 2, 'heavy'), DOCS.length);
+  const upstream = await start({ cascades: new Map([['ce', local]]), cache: false });
+  const viaTei = new Pipeline([new Rerank(remoteScorer(`tei:${upstream.url}`, { env: {} }), 'tei')]);
+  const viaNative = new Pipeline([new Rerank(remoteScorer(`winnow:${upstream.url}/ce`, { env: {} }), 'winnow')]);
+  const downstream = await start({ cascades: new Map([['tei', viaTei], ['native', viaNative]]), cache: false });
+  try {
+    const expected = await inProcess(local, QUERY, DOCS);
+    for (const p of [viaTei, viaNative]) {
+      const got = await inProcess(p, QUERY, DOCS);
+      assert.deepEqual(got.map((h) => h.index), expected.map((h) => h.index));
+      got.forEach((h, i) => assert.ok(Math.abs(h.score - expected[i].score) < 1e-5, `${h.score} vs ${expected[i].score}`));
+    }
+    // and the downstream serves them to a Cohere-shaped client like any other cascade
+    for (const model of ['tei', 'native']) {
+      const r = await post(`${downstream.url}/v2/rerank`, { model, query: QUERY, documents: DOCS, top_n: 4 });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      assert.deepEqual(r.json.results.map((x: { index: number }) => x.index), expected.slice(0, 4).map((h) => h.index));
+    }
+  } finally {
+    await downstream.server.close();
+    await upstream.server.close();
+  }
+});
