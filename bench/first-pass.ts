@@ -19,7 +19,7 @@ import { Collection } from '../src/retrieve/collection/collection.js';
 import { CollectionBm25Retriever, HybridRetriever } from '../src/retrieve/collection/stages.js';
 import { DenseRetriever } from '../src/retrieve/dense/retriever.js';
 import type { Retriever } from '../src/retrieve/retriever.js';
-import { emptyStats } from '../src/core/stage.js';
+import { Costs } from '../src/core/costs.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string): string => {
@@ -44,7 +44,7 @@ async function runOf(r: Retriever, queries: Query[]): Promise<{ run: Run; ms: nu
   let hits = 0;
   const t0 = performance.now();
   for (const q of queries) {
-    const h = await r.retrieve(q, r.k, { stats: emptyStats() });
+    const h = await r.retrieve(q, r.k, { costs: new Costs() });
     hits += h.length;
     run.set(q.id, new Map(h.map((x) => [x.docId, x.score])));
   }

@@ -34,7 +34,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { emptyStats } from '../src/core/stage.js';
+import { Costs } from '../src/core/costs.js';
 import type { Doc } from '../src/core/types.js';
 import { Pipeline } from '../src/cascade/pipeline.js';
 import { percentile } from '../src/eval/stats.js';
@@ -111,7 +111,7 @@ async function inProcess(p: Pipeline, workload: Workload, clients: number, secon
       const q = queries[next++ % queries.length];
       const start = performance.now();
       const hits = docs.map((_, i) => ({ docId: String(i), score: 0, scores: {} }));
-      await p.run([{ query: { id: 'q', text: q }, hits }], { docs: lookup, stats: emptyStats() });
+      await p.run([{ query: { id: 'q', text: q }, hits }], { docs: lookup, costs: new Costs() });
       lat.push(performance.now() - start);
     }
   };

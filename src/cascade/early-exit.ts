@@ -1,6 +1,6 @@
 import { WinnowError } from '../core/errors.js';
 import type { Stage, StageContext, StageDescription } from '../core/stage.js';
-import type { Ranking } from '../core/types.js';
+import type { Ranking, ScoreKind } from '../core/types.js';
 import { type Calibration, calibrate, describeCalibration } from './calibration.js';
 import { Pipeline } from './pipeline.js';
 
@@ -39,13 +39,33 @@ export class EarlyExit implements Stage {
     return calibrate(this.calibration, r.hits[0].score) - calibrate(this.calibration, r.hits[this.k].score);
   }
 
+  /** what rescored queries' scores mean; queries that exit keep their input's, calibrated */
+  get scoreKind(): ScoreKind | undefined {
+    return this.then.scoreKind;
+  }
+
+  get scoring(): 'pointwise' | 'listwise' {
+    return this.then.scoring;
+  }
+
+  children(): readonly Stage[] {
+    return [this.then];
+  }
+
   async run(batch: readonly Ranking[], ctx: StageContext): Promise<Ranking[]> {
     const unsure = batch.filter((r) => this.confidence(r) < this.margin);
-    if (unsure.length === 0) return [...batch];
-    // The inner stages must not report to the caller's observer: this whole stage is one phase.
-    const rescored = await this.then.run(unsure, { docs: ctx.docs, stats: ctx.stats, cache: ctx.cache });
+    // The inner pipeline is one phase of the outer one: its costs are this stage's.
+    const rescored = unsure.length === 0 ? [] : await this.then.run(unsure, ctx);
     const byRanking = new Map(unsure.map((r, i) => [r, rescored[i]]));
-    return batch.map((r) => byRanking.get(r) ?? r);
+    // A query that exits keeps the stage before's scores; this stage's calibration is what
+    // reads them as probabilities (it was fitted on them), so a server can still map them.
+    return batch.map(
+      (r) => byRanking.get(r) ?? { ...r, scoredBy: r.scoredBy && { ...r.scoredBy, calibration: this.calibration ?? r.scoredBy.calibration } },
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.then.close();
   }
 
   describe(): StageDescription {

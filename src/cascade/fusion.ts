@@ -1,5 +1,5 @@
 import { WinnowError } from '../core/errors.js';
-import type { Stage, StageContext, StageDescription } from '../core/stage.js';
+import { retrievesCandidates, type Stage, type StageContext, type StageDescription } from '../core/stage.js';
 import { compareHits, type Hit, type Ranking } from '../core/types.js';
 
 /**
@@ -18,6 +18,10 @@ export type FusionMethod =
 
 export class Fusion implements Stage {
   readonly kind = 'fusion' as const;
+  /** RRF sums, weighted sums and negated ranks: no fixed range */
+  readonly scoreKind = 'unbounded' as const;
+  /** a fused score depends on ranks in the input lists, not on the pair alone */
+  readonly scoring = 'listwise' as const;
 
   constructor(
     readonly name: string,
@@ -34,6 +38,14 @@ export class Fusion implements Stage {
     }
   }
 
+  children(): readonly Stage[] {
+    return this.inputs;
+  }
+
+  get retrieves(): boolean {
+    return this.inputs.every(retrievesCandidates);
+  }
+
   describe(): StageDescription {
     const m = this.method;
     const params =
@@ -42,9 +54,9 @@ export class Fusion implements Stage {
   }
 
   async run(batch: readonly Ranking[], ctx: StageContext): Promise<Ranking[]> {
-    // Inputs run one after another on the same batch; they must not see this phase's observer.
+    // Inputs run one after another on the same batch, their costs counted as this stage's.
     const lists: Ranking[][] = [];
-    for (const input of this.inputs) lists.push(await input.run(batch, { docs: ctx.docs, stats: ctx.stats, cache: ctx.cache }));
+    for (const input of this.inputs) lists.push(await input.run(batch, ctx));
     return batch.map((r, qi) => ({ query: r.query, hits: this.fuse(lists.map((l) => l[qi].hits)) }));
   }
 

@@ -1,7 +1,8 @@
 import { compileSpec, loadSpecFile } from '../cascade/spec.js';
 import { Pipeline } from '../cascade/pipeline.js';
 import { WinnowError } from '../core/errors.js';
-import { emptyStats, type Stage, type TraceRow } from '../core/stage.js';
+import { Costs } from '../core/costs.js';
+import type { Stage, TraceRow } from '../core/stage.js';
 import type { Ranking } from '../core/types.js';
 import type { Collection } from '../retrieve/collection/collection.js';
 import { collectionRetriever, openCollection } from '../retrieve/collection/env.js';
@@ -67,13 +68,11 @@ export async function searchCommand(args: string[], scorers?: ScorerResolver): P
     } else {
       stage = Pipeline.of(firstPass(c, v['first-pass'], v.fusion, v['rrf-k'], v.depth === undefined ? Math.max(k, 100) : intFlag(v.depth, 'depth', 100), k)).top(k);
     }
-    const trace: TraceRow[] = [];
     const t0 = performance.now();
-    const [ranking] = await stage.run([{ query: { id: 'q', text }, hits: [] }], {
-      docs: c,
-      stats: emptyStats(),
-      observe: (row) => trace.push(row),
-    });
+    const {
+      rankings: [ranking],
+      trace,
+    } = await new Pipeline([stage]).execute([{ query: { id: 'q', text }, hits: [] }], { docs: c, costs: new Costs() });
     const ms = performance.now() - t0;
     if (v.json) console.log(JSON.stringify({ query: text, hits: ranking.hits, trace }, null, 2));
     else printHits(c, ranking, trace, ms);
@@ -99,7 +98,7 @@ function printHits(c: Collection, ranking: Ranking, trace: TraceRow[], ms: numbe
   const stageNames = [...new Set(ranking.hits.flatMap((h) => Object.keys(h.scores)))];
   console.log(`${c.name}: ${ranking.hits.length} hits for "${ranking.query.text}" in ${ms.toFixed(1)} ms (${trace.map((t) => `${t.stage}: ${t.out}`).join(', ')})`);
   ranking.hits.forEach((h, i) => {
-    const doc = c.get(h.docId);
+    const doc = h.doc ?? c.get(h.docId);
     const scores = stageNames.map((s) => `${s}=${h.scores[s] === undefined ? '—' : h.scores[s].toFixed(4)}`).join('  ');
     const title = doc?.title ? `${doc.title} — ` : '';
     const snippet = `${title}${doc?.text ?? ''}`.replace(/\s+/g, ' ');

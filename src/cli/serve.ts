@@ -151,7 +151,8 @@ export async function serveCommand(args: string[]): Promise<number> {
   const apiKeys = readKeys(flag('keys-file'));
 
   const base = await WinnowEnv.create({ corpus: flag('corpus'), progress: false });
-  const env = values['no-batching'] ? base : withBatching(base, batching).env;
+  const batched = values['no-batching'] ? undefined : withBatching(base, batching);
+  const env = batched?.env ?? base;
   const cascades = new Map<string, Pipeline>();
   for (const [name, spec] of specs) cascades.set(name, await compileSpec(spec, env, `${values.spec}: ${name}`));
 
@@ -159,6 +160,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     cascades,
     defaultCascade: flag('default-model'),
     docs: base.lookup,
+    batchers: batched?.batchers.values(),
     limits,
     apiKeys,
   });

@@ -1,3 +1,5 @@
+import type { Calibration } from '../cascade/calibration.js';
+
 /** A query as it enters a cascade. `id` is what qrels and run files key on. */
 export interface Query {
   readonly id: string;
@@ -20,12 +22,30 @@ export interface Hit {
   readonly docId: string;
   score: number;
   scores: Record<string, number>;
+  /**
+   * the document itself, when the stage that produced the hit had it (a remote engine's
+   * `_source`); rerankers read it before asking the cascade's `DocLookup`
+   */
+  doc?: Doc;
 }
 
 /** A query with its ordered hits (best first). */
 export interface Ranking {
   readonly query: Query;
   hits: Hit[];
+  /**
+   * Which stage's scores order these hits now and what they mean. The interpreter sets it
+   * after every scoring phase; a stage that decides per query (an early exit) sets it
+   * itself. Servers read it to map final scores to [0, 1].
+   */
+  scoredBy?: ScoredBy;
+}
+
+export interface ScoredBy {
+  stage: string;
+  kind: ScoreKind;
+  /** maps these scores to probabilities, when one is configured */
+  calibration?: Calibration;
 }
 
 /**
@@ -34,9 +54,12 @@ export interface Ranking {
  */
 export type ScoreKind = 'logit' | 'probability' | 'similarity' | 'unbounded';
 
-/** Looks documents up by id; rerankers need the text behind a hit. */
+/**
+ * Looks documents up by id; rerankers need the text behind a hit. A `Map` is one; a store on
+ * disk or a remote engine answers with a promise.
+ */
 export interface DocLookup {
-  get(id: string): Doc | undefined;
+  get(id: string): Doc | undefined | Promise<Doc | undefined>;
 }
 
 /** Joins title and text the way every text model in Winnow sees a document. */

@@ -2,7 +2,8 @@ import type { ScoreCache } from '../cascade/cache.js';
 import type { Pipeline } from '../cascade/pipeline.js';
 import { WinnowError } from '../core/errors.js';
 import { Progress } from '../core/progress.js';
-import { emptyStats, type StageStats, type TraceRow } from '../core/stage.js';
+import { Costs, costKind, PAIRS, sumCosts } from '../core/costs.js';
+import type { TraceRow } from '../core/stage.js';
 import type { DocLookup, Query, Ranking } from '../core/types.js';
 import { evaluateRanking, type Measure, parseMeasure, type Qrels } from './metrics.js';
 import { type LatencySummary, mean, summarizeLatency } from './stats.js';
@@ -21,8 +22,10 @@ export interface ExperimentOptions {
   progress?: boolean;
 }
 
-export interface StageResult extends StageStats {
+export interface StageResult {
   stage: string;
+  /** what the stage paid over all queries, by cost name (`core/costs.ts`) */
+  costs: Record<string, number>;
   /** mean candidates per query entering and leaving the stage */
   in: number;
   out: number;
@@ -66,8 +69,7 @@ export async function runExperiment(opts: ExperimentOptions): Promise<Experiment
   if (queries.length === 0) throw new WinnowError('bad_input', 'no queries to evaluate', 'check --split and the qrels file');
   const finalMeasures = ['RR@10', 'nDCG@10', `R@${opts.finalK}`].map(parseMeasure);
   const phases = pipeline.phases();
-  const firstIsRetriever = phases[0][0].kind === 'retriever' || phases[0][0].kind === 'fusion';
-  if (!firstIsRetriever && !opts.candidates) {
+  if (!phases[0].retrieves && !opts.candidates) {
     throw new WinnowError(
       'bad_input',
       'the cascade starts with a reranker but no candidates were given',
@@ -93,15 +95,13 @@ export async function runExperiment(opts: ExperimentOptions): Promise<Experiment
         scores: {},
       })),
     };
-    let phase = 0;
     const t0 = performance.now();
-    const [out] = await pipeline.run([initial], {
-      docs: opts.docs,
-      stats: emptyStats(),
-      cache: opts.cache,
-      observe: (row, result) => {
+    const {
+      rankings: [out],
+    } = await pipeline.execute([initial], { docs: opts.docs, costs: new Costs(), cache: opts.cache }, {
+      after: (phase, row, result) => {
         const ids = result[0].hits.map((h) => h.docId);
-        rows[phase++].push({
+        rows[phase.index].push({
           row,
           r: evaluateRanking(judged, ids, RECALL_ALL),
           ndcg: evaluateRanking(judged, ids, NDCG10),
@@ -117,20 +117,16 @@ export async function runExperiment(opts: ExperimentOptions): Promise<Experiment
   }
   progress?.finish();
 
-  const stages = rows.map((list): StageResult => {
-    const sum = emptyStats();
-    for (const { row } of list) {
-      for (const key of Object.keys(sum) as (keyof StageStats)[]) sum[key] += row[key];
-    }
-    return {
+  const stages = rows.map(
+    (list): StageResult => ({
       stage: list[0].row.stage,
       in: mean(list.map((x) => x.row.in)),
       out: mean(list.map((x) => x.row.out)),
-      ...sum,
+      costs: sumCosts(list.map((x) => x.row.costs)),
       metrics: { 'R@out': mean(list.map((x) => x.r)), 'nDCG@10': mean(list.map((x) => x.ndcg)), 'R@10': mean(list.map((x) => x.r10)) },
       latencyMs: summarizeLatency(list.map((x) => x.row.ms)),
-    };
-  });
+    }),
+  );
   const warnings = addLift(stages);
   const final = Object.fromEntries(
     finalMeasures.map((m) => [m.name, mean(queries.map((q) => perQuery[q.id][m.name]))]),
@@ -165,12 +161,21 @@ export function addLift(stages: StageResult[]): string[] {
     const dn = cur['nDCG@10'] - prev['nDCG@10'];
     const relative = prev['nDCG@10'] > 0 ? dn / prev['nDCG@10'] : dn > 0 ? Infinity : 0;
     stages[i].lift = { 'nDCG@10': dn, 'R@10': cur['R@10'] - prev['R@10'], relative };
-    if (stages[i].pairs > 0 && relative < MIN_LIFT) {
+    const paid = paidWork(stages[i].costs);
+    if (paid && relative < MIN_LIFT) {
       warnings.push(
         `stage "${stages[i].stage}" adds ${(100 * relative).toFixed(1)}% nDCG@10 (${dn >= 0 ? '+' : ''}${dn.toFixed(4)}) ` +
-          `for ${stages[i].pairs} pairs: under ${100 * MIN_LIFT}% for its cost; consider dropping it or tuning its cut-off (winnow tune)`,
+          `for ${paid}: under ${100 * MIN_LIFT}% for its cost; consider dropping it or tuning its cut-off (winnow tune)`,
       );
     }
   }
   return warnings;
+}
+
+/** What a stage paid in model work, for a person ("1200 pairs, 30 llm calls"); empty when nothing. */
+function paidWork(costs: Readonly<Record<string, number>>): string {
+  return Object.entries(costs)
+    .filter(([name, n]) => n > 0 && costKind(name).role === 'work')
+    .map(([name, n]) => `${n} ${name === PAIRS ? 'pairs' : costKind(name).label}`)
+    .join(', ');
 }

@@ -1,3 +1,4 @@
+import { costKind, PAIRS } from '../core/costs.js';
 import type { ExperimentResult, StageResult } from './experiment.js';
 
 /** Formats rows as an aligned text table; numbers right-aligned, text left-aligned. */
@@ -13,25 +14,25 @@ const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : 'n/a');
 const ms = (x: number) => (x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : x.toFixed(0));
 const signed = (x: number) => (x >= 0 ? `+${x.toFixed(4)}` : x.toFixed(4));
 const count = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(1));
+const amount = (x: number) => (Number.isInteger(x) ? x : Number(x.toPrecision(4)));
 
 /**
  * The per-stage table of an evaluation, as header and cells: the terminal table and the HTML
- * report show the same columns. Cache, truncation and usage columns appear only when some stage
- * has something to show in them.
+ * report show the same columns. After the pairs column comes one column per other cost name
+ * any stage reported (work first, then cache, then notes), so a new kind of stage's costs
+ * show up without an edit here.
  */
 export function stageTable(stages: readonly StageResult[]): { header: string[]; rows: (string | number)[][] } {
-  const showCache = stages.some((s) => s.cacheHits + s.cacheMisses > 0);
-  const showTrunc = stages.some((s) => s.truncated + s.windowed > 0);
-  const showUsage = stages.some((s) => s.searchUnits + s.tokens > 0);
-  const header = ['stage', 'in → out', 'pairs', 'R@out', 'nDCG@10', 'ΔnDCG@10', 'ΔR@10', 'p50 ms', 'p95 ms', 'p99 ms'];
-  if (showCache) header.push('cache hit/miss');
-  if (showTrunc) header.push('truncated/windowed');
-  if (showUsage) header.push('units/tokens');
+  const ROLE_ORDER = { work: 0, cache: 1, note: 2 };
+  const extra = [...new Set(stages.flatMap((s) => Object.keys(s.costs)))]
+    .filter((name) => name !== PAIRS)
+    .sort((a, b) => ROLE_ORDER[costKind(a).role] - ROLE_ORDER[costKind(b).role]);
+  const header = ['stage', 'in → out', 'pairs', 'R@out', 'nDCG@10', 'ΔnDCG@10', 'ΔR@10', 'p50 ms', 'p95 ms', 'p99 ms', ...extra.map((n) => costKind(n).label)];
   const rows = stages.map((s) => {
     const row: (string | number)[] = [
       s.stage,
       `${count(s.in)} → ${count(s.out)}`,
-      s.pairs,
+      s.costs[PAIRS] ?? 0,
       f3(s.metrics['R@out']),
       f3(s.metrics['nDCG@10']),
       s.lift ? signed(s.lift['nDCG@10']) : '-',
@@ -40,9 +41,7 @@ export function stageTable(stages: readonly StageResult[]): { header: string[]; 
       ms(s.latencyMs.p95),
       ms(s.latencyMs.p99),
     ];
-    if (showCache) row.push(`${s.cacheHits}/${s.cacheMisses}`);
-    if (showTrunc) row.push(`${s.truncated}/${s.windowed}`);
-    if (showUsage) row.push(`${s.searchUnits}/${s.tokens}`);
+    for (const name of extra) row.push(amount(s.costs[name] ?? 0));
     return row;
   });
   return { header, rows };

@@ -1,4 +1,4 @@
-import type { StageStats } from '../core/stage.js';
+import { type Costs, TRUNCATED } from '../core/costs.js';
 import { docText, type Doc } from '../core/types.js';
 import { openModel, type FolderOptions, type ModelFolder } from '../models/folder.js';
 import { floatData, lengthSortedBatches, type ModelSession, pickOutput, type RunCounters, type SessionOptions } from '../models/onnx.js';
@@ -99,7 +99,7 @@ export class BiEncoder implements Scorer {
    * Document embeddings, row-major [docs.length, dim], served from the cache when possible.
    * `stats.truncated` counts documents cut to the max length (embedded ones only).
    */
-  async embedDocs(docs: readonly (Doc | string)[], stats?: StageStats): Promise<Float32Array> {
+  async embedDocs(docs: readonly (Doc | string)[], costs?: Costs): Promise<Float32Array> {
     const out = new Float32Array(docs.length * this.dim);
     const texts = docs.map((d) => this.docPrefix + (typeof d === 'string' ? d : docText(d)));
     const missing: number[] = [];
@@ -110,7 +110,7 @@ export class BiEncoder implements Scorer {
     });
     if (missing.length === 0) return out;
     const unique = [...new Set(missing.map((i) => texts[i]))];
-    const fresh = await this.embed(unique, stats);
+    const fresh = await this.embed(unique, costs);
     const byText = new Map<string, Float32Array>();
     unique.forEach((t, j) => byText.set(t, fresh.slice(j * this.dim, (j + 1) * this.dim)));
     for (const i of missing) out.set(byText.get(texts[i]) as Float32Array, i * this.dim);
@@ -118,9 +118,9 @@ export class BiEncoder implements Scorer {
     return out;
   }
 
-  async score(query: string, docs: readonly Doc[], stats?: StageStats): Promise<Float32Array> {
+  async score(query: string, docs: readonly Doc[], costs?: Costs): Promise<Float32Array> {
     const q = await this.embedQuery(query);
-    const d = await this.embedDocs(docs, stats);
+    const d = await this.embedDocs(docs, costs);
     const out = new Float32Array(docs.length);
     let qq = 0;
     for (let k = 0; k < this.dim; k++) qq += q[k] * q[k];
@@ -142,10 +142,10 @@ export class BiEncoder implements Scorer {
   }
 
   /** pooled (and maybe normalised) embeddings of texts as given, [texts.length, dim] */
-  private async embed(texts: readonly string[], stats?: StageStats): Promise<Float32Array> {
+  private async embed(texts: readonly string[], costs?: Costs): Promise<Float32Array> {
     const tok = this.folder.tokenizer;
     const seqs = texts.map((t) => tok.encode(t, this.maxLength));
-    if (stats) for (const s of seqs) if (s.cut > 0) stats.truncated++;
+    if (costs) for (const s of seqs) if (s.cut > 0) costs.add(TRUNCATED);
     const out = new Float32Array(texts.length * this.dim);
     const h = this.dim;
     for (const idx of lengthSortedBatches(seqs.map((s) => s.ids.length), this.batchSize)) {

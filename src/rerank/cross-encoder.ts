@@ -1,5 +1,5 @@
 import { WinnowError } from '../core/errors.js';
-import type { StageStats } from '../core/stage.js';
+import { type Costs, TRUNCATED, WINDOWED } from '../core/costs.js';
 import { docText, type Doc, type ScoreKind } from '../core/types.js';
 import { openModel, type FolderOptions, type ModelFolder } from '../models/folder.js';
 import { floatData, lengthSortedBatches, type ModelSession, pickOutput, type RunCounters, type SessionOptions } from '../models/onnx.js';
@@ -103,10 +103,10 @@ export class CrossEncoder implements Scorer {
     return this.session.counters;
   }
 
-  async score(query: string, docs: readonly Doc[], stats?: StageStats): Promise<Float32Array> {
+  async score(query: string, docs: readonly Doc[], costs?: Costs): Promise<Float32Array> {
     const seqs: Encoding[] = [];
     const owner: number[] = [];
-    this.encodeRequest(query, docs, 0, seqs, owner, stats);
+    this.encodeRequest(query, docs, 0, seqs, owner, costs);
     return this.reduce(await this.run(seqs), seqs.length, owner, docs.length);
   }
 
@@ -116,12 +116,12 @@ export class CrossEncoder implements Scorer {
    * requests with different queries. Equal to calling `score` per request (up to float
    * rounding of different batch paddings).
    */
-  async scoreMany(requests: readonly { query: string; docs: readonly Doc[] }[], stats?: StageStats): Promise<Float32Array[]> {
+  async scoreMany(requests: readonly { query: string; docs: readonly Doc[] }[], costs?: Costs): Promise<Float32Array[]> {
     const seqs: Encoding[] = [];
     const owner: number[] = [];
     let total = 0;
     for (const r of requests) {
-      this.encodeRequest(r.query, r.docs, total, seqs, owner, stats);
+      this.encodeRequest(r.query, r.docs, total, seqs, owner, costs);
       total += r.docs.length;
     }
     const all = this.reduce(await this.run(seqs), seqs.length, owner, total);
@@ -135,7 +135,7 @@ export class CrossEncoder implements Scorer {
   }
 
   /** appends the sequences of one request's pairs; `owner` maps each to doc `base + i` */
-  private encodeRequest(query: string, docs: readonly Doc[], base: number, seqs: Encoding[], owner: number[], stats?: StageStats): void {
+  private encodeRequest(query: string, docs: readonly Doc[], base: number, seqs: Encoding[], owner: number[], costs?: Costs): void {
     const tok = this.folder.tokenizer;
     const q = tok.ids(query);
     const budget = this.maxLength - tok.pairSpecials;
@@ -145,16 +145,16 @@ export class CrossEncoder implements Scorer {
       const room = Math.max(1, budget - q.length);
       if (!w || d.length <= room || q.length >= budget) {
         const e = tok.encodePairIds(q, d, this.maxLength, this.truncation);
-        if (e.cut > 0 && stats) stats.truncated++;
+        if (e.cut > 0 && costs) costs.add(TRUNCATED);
         seqs.push(e);
         owner.push(base + i);
         continue;
       }
       const size = Math.min(w.size ?? room, room);
       const starts = w.aggregate === 'first' ? new Int32Array([0]) : windowStarts(d.length, { size, stride: w.stride ?? Math.max(1, size >> 1) });
-      if (stats) {
-        if (starts.length > 1) stats.windowed++;
-        else stats.truncated++;
+      if (costs) {
+        if (starts.length > 1) costs.add(WINDOWED);
+        else costs.add(TRUNCATED);
       }
       for (const s of starts) {
         seqs.push(tok.encodePairIds(q, d.subarray(s, s + size), this.maxLength, this.truncation));

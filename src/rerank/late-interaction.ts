@@ -1,5 +1,5 @@
 import { WinnowError } from '../core/errors.js';
-import type { StageStats } from '../core/stage.js';
+import { type Costs, TRUNCATED } from '../core/costs.js';
 import { docText, type Doc } from '../core/types.js';
 import { openModel, type ColbertSettings, type FolderOptions, type ModelFolder } from '../models/folder.js';
 import { floatData, lengthSortedBatches, type ModelSession, pickOutput, type RunCounters, type SessionOptions } from '../models/onnx.js';
@@ -121,7 +121,7 @@ export class LateInteraction implements Scorer {
   }
 
   /** Normalised token embeddings of each document without skipped tokens, [tokens, dim] each. */
-  async embedDocs(docs: readonly (Doc | string)[], stats?: StageStats): Promise<Float32Array[]> {
+  async embedDocs(docs: readonly (Doc | string)[], costs?: Costs): Promise<Float32Array[]> {
     const texts = docs.map((d) => (typeof d === 'string' ? d : docText(d)));
     const out: Float32Array[] = new Array(texts.length);
     const missing: number[] = [];
@@ -133,7 +133,7 @@ export class LateInteraction implements Scorer {
     if (missing.length === 0) return out;
     const unique = [...new Set(missing.map((i) => texts[i]))];
     const seqs = unique.map((t) => this.withMarker(t, this.docMarker, this.settings.docLength));
-    if (stats) for (const s of seqs) if (s.cut > 0) stats.truncated++;
+    if (costs) for (const s of seqs) if (s.cut > 0) costs.add(TRUNCATED);
     const fresh = new Map<string, Float32Array>();
     const h = this.dim;
     for (const idx of lengthSortedBatches(seqs.map((s) => s.ids.length), this.batchSize)) {
@@ -159,9 +159,9 @@ export class LateInteraction implements Scorer {
     return out;
   }
 
-  async score(query: string, docs: readonly Doc[], stats?: StageStats): Promise<Float32Array> {
+  async score(query: string, docs: readonly Doc[], costs?: Costs): Promise<Float32Array> {
     const q = await this.embedQuery(query);
-    const d = await this.embedDocs(docs, stats);
+    const d = await this.embedDocs(docs, costs);
     const out = new Float32Array(docs.length);
     for (let i = 0; i < docs.length; i++) out[i] = maxSim(q, d[i], this.dim);
     return out;

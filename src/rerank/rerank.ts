@@ -1,6 +1,7 @@
 import { WinnowError } from '../core/errors.js';
 import type { Stage, StageContext, StageDescription } from '../core/stage.js';
-import { compareHits, type Doc, type Hit, type Ranking } from '../core/types.js';
+import { CACHE_HITS, CACHE_MISSES, PAIRS } from '../core/costs.js';
+import { compareHits, type Doc, type Hit, type Ranking, type ScoreKind } from '../core/types.js';
 import type { Scorer } from './scorer.js';
 
 /**
@@ -10,6 +11,7 @@ import type { Scorer } from './scorer.js';
  */
 export class Rerank implements Stage {
   readonly kind = 'reranker' as const;
+  readonly scoring = 'pointwise' as const;
   readonly name: string;
 
   constructor(
@@ -19,8 +21,16 @@ export class Rerank implements Stage {
     this.name = name ?? scorer.id;
   }
 
+  get scoreKind(): ScoreKind {
+    return this.scorer.kind;
+  }
+
   describe(): StageDescription {
     return { rerank: this.scorer.id, name: this.name };
+  }
+
+  async close(): Promise<void> {
+    await this.scorer.close?.();
   }
 
   async run(batch: readonly Ranking[], ctx: StageContext): Promise<Ranking[]> {
@@ -32,7 +42,7 @@ export class Rerank implements Stage {
   private async rerankOne(r: Ranking, ctx: StageContext): Promise<Hit[]> {
     const n = r.hits.length;
     if (n === 0) return [];
-    const docs = r.hits.map((h) => lookup(h.docId, ctx, this.name));
+    const docs = await Promise.all(r.hits.map((h) => lookupDoc(h, ctx, this.name)));
     const scores = new Float32Array(n);
     const keys: string[] = [];
     const missing: number[] = [];
@@ -48,37 +58,38 @@ export class Rerank implements Stage {
       else scores[i] = cached;
     }
     if (ctx.cache) {
-      ctx.stats.cacheHits += n - missing.length;
-      ctx.stats.cacheMisses += missing.length;
+      ctx.costs.add(CACHE_HITS, n - missing.length);
+      ctx.costs.add(CACHE_MISSES, missing.length);
     }
     if (missing.length > 0) {
-      const fresh = await this.scorer.score(r.query.text, missing.map((i) => docs[i]), ctx.stats);
-      if (fresh.length !== missing.length) {
-        throw new WinnowError(
-          'model_error',
-          `${this.name}: scorer returned ${fresh.length} scores for ${missing.length} documents`,
-        );
-      }
-      ctx.stats.pairs += missing.length;
+      const fresh = await this.scorer.score(r.query.text, missing.map((i) => docs[i]), ctx.costs);
+      checkScoreCount(this.name, fresh.length, missing.length);
+      ctx.costs.add(PAIRS, missing.length);
       missing.forEach((i, j) => {
         scores[i] = fresh[j];
         if (ctx.cache) ctx.cache.set(keys[i], fresh[j]);
       });
     }
     return r.hits
-      .map((h, i) => ({ docId: h.docId, score: scores[i], scores: { ...h.scores, [this.name]: scores[i] } }))
+      .map((h, i) => ({ ...h, score: scores[i], scores: { ...h.scores, [this.name]: scores[i] } }))
       .sort(compareHits);
   }
 }
 
-function lookup(docId: string, ctx: StageContext, stage: string): Doc {
-  const doc = ctx.docs?.get(docId);
+/** The document behind a hit: carried on the hit (a remote engine's `_source`), else looked up. */
+export async function lookupDoc(hit: Hit, ctx: StageContext, stage: string): Promise<Doc> {
+  const doc = hit.doc ?? (await ctx.docs?.get(hit.docId));
   if (!doc) {
     throw new WinnowError(
       'bad_input',
-      `${stage}: no text for document "${docId}"`,
+      `${stage}: no text for document "${hit.docId}"`,
       'a reranker needs the corpus (--corpus/--dataset) or candidates with text',
     );
   }
   return doc;
+}
+
+/** A model that answers with another number of scores than it was asked for is broken, not slow. */
+export function checkScoreCount(stage: string, got: number, asked: number): void {
+  if (got !== asked) throw new WinnowError('model_error', `${stage}: scorer returned ${got} scores for ${asked} documents`);
 }

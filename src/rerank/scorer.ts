@@ -1,4 +1,4 @@
-import type { StageStats } from '../core/stage.js';
+import type { Costs } from '../core/costs.js';
 import type { Doc, ScoreKind } from '../core/types.js';
 
 /**
@@ -17,9 +17,9 @@ export interface Scorer {
   readonly kind: ScoreKind;
   /**
    * Scores `docs` against `query`, in order. Scorers report documents they truncated or
-   * split into windows through `stats`.
+   * split into windows through `costs`.
    */
-  score(query: string, docs: readonly Doc[], stats?: StageStats): Promise<Float32Array>;
+  score(query: string, docs: readonly Doc[], costs?: Costs): Promise<Float32Array>;
   /** releases sessions or sockets; optional */
   close?(): Promise<void>;
 }

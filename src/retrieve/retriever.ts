@@ -1,5 +1,6 @@
 import type { Stage, StageContext, StageDescription } from '../core/stage.js';
-import { compareHits, type Hit, type Query, type Ranking } from '../core/types.js';
+import { compareHits, type Hit, type Query, type Ranking, type ScoreKind } from '../core/types.js';
+import { TopK } from '../cascade/cutoff.js';
 
 /** Depth a retriever goes to when no cut-off follows it (PyTerrier and trec_eval runs use 1000). */
 export const DEFAULT_RETRIEVE_K = 1000;
@@ -11,14 +12,26 @@ export const DEFAULT_RETRIEVE_K = 1000;
  */
 export abstract class Retriever implements Stage {
   readonly kind = 'retriever' as const;
+  readonly scoring = 'pointwise' as const;
+  /** BM25 and fused scores have no fixed range; dense retrievers say `similarity` */
+  readonly scoreKind: ScoreKind = 'unbounded';
 
   constructor(
     readonly name: string,
     readonly k: number = DEFAULT_RETRIEVE_K,
   ) {}
 
+  get label(): string {
+    return `${this.name} k=${this.k}`;
+  }
+
   /** The same retriever going to another depth. */
   abstract withK(k: number): Retriever;
+
+  /** A following top-k becomes the depth: retrieving k hits rather than all of them. */
+  absorb(next: Stage): Stage | undefined {
+    return next instanceof TopK ? this.withK(Math.min(this.k, next.k)) : undefined;
+  }
 
   abstract retrieve(query: Query, k: number, ctx: StageContext): Promise<Hit[]>;
 

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { WinnowError } from '../core/errors.js';
-import { emptyStats, type StageStats } from '../core/stage.js';
+import { Costs } from '../core/costs.js';
 import type { Doc, ScoreKind } from '../core/types.js';
 import type { SpecEnv } from '../cascade/spec.js';
 import type { Scorer } from '../rerank/scorer.js';
@@ -13,7 +13,7 @@ import type { Cancellation } from './cancel.js';
  * only calls with the same query and runs the rest one after another.
  */
 export interface MultiQueryScorer extends Scorer {
-  scoreMany(requests: readonly { query: string; docs: readonly Doc[] }[], stats?: StageStats): Promise<Float32Array[]>;
+  scoreMany(requests: readonly { query: string; docs: readonly Doc[] }[], costs?: Costs): Promise<Float32Array[]>;
 }
 
 export function isMultiQueryScorer(s: Scorer): s is MultiQueryScorer {
@@ -75,7 +75,7 @@ interface Pending {
   next: number;
   /** docs whose scores came back */
   done: number;
-  stats?: StageStats;
+  costs?: Costs;
   /** unsubscribes from the request's cancellation once every pair is in a batch */
   stopListening?: () => void;
   resolve(s: Float32Array): void;
@@ -140,7 +140,7 @@ export class BatchingScorer implements Scorer {
     this.listeners.push(fn);
   }
 
-  score(query: string, docs: readonly Doc[], stats?: StageStats): Promise<Float32Array> {
+  score(query: string, docs: readonly Doc[], costs?: Costs): Promise<Float32Array> {
     if (docs.length === 0) return Promise.resolve(new Float32Array(0));
     const cancel = requestScope.getStore()?.cancel;
     if (cancel?.cancelled) return Promise.reject(new AbortedError(this.id));
@@ -149,7 +149,7 @@ export class BatchingScorer implements Scorer {
       return Promise.reject(new BackpressureError(this.id, this.queuedPairs, this.maxQueue, wait));
     }
     return new Promise<Float32Array>((resolve, reject) => {
-      const p: Pending = { query, docs, scores: new Float32Array(docs.length), next: 0, done: 0, stats, resolve, reject };
+      const p: Pending = { query, docs, scores: new Float32Array(docs.length), next: 0, done: 0, costs, resolve, reject };
       p.stopListening = cancel?.onCancel(() => this.abort(p));
       this.queue.push(p);
       this.queuedPairs += docs.length;
@@ -248,11 +248,11 @@ export class BatchingScorer implements Scorer {
 
   /** One model call for all slices: `scoreMany` if the scorer has it, else one call per distinct query. */
   private async scoreSlices(slices: readonly Slice[]): Promise<Float32Array[]> {
-    // Truncation counters are per model call; hand each caller's stats its own share.
-    const stats = emptyStats();
+    // Truncation counters are per model call; hand each caller's costs its own share.
+    const costs = new Costs();
     let results: Float32Array[];
     if (isMultiQueryScorer(this.inner)) {
-      results = await this.inner.scoreMany(slices.map((s) => ({ query: s.p.query, docs: s.p.docs.slice(s.from, s.to) })), stats);
+      results = await this.inner.scoreMany(slices.map((s) => ({ query: s.p.query, docs: s.p.docs.slice(s.from, s.to) })), costs);
     } else {
       results = new Array<Float32Array>(slices.length);
       const byQuery = new Map<string, number[]>();
@@ -263,7 +263,7 @@ export class BatchingScorer implements Scorer {
       });
       for (const [query, idx] of byQuery) {
         const docs = idx.flatMap((i) => slices[i].p.docs.slice(slices[i].from, slices[i].to));
-        const scores = await this.inner.score(query, docs, stats);
+        const scores = await this.inner.score(query, docs, costs);
         if (scores.length !== docs.length) {
           throw new WinnowError('model_error', `${this.id}: scorer returned ${scores.length} scores for ${docs.length} documents`);
         }
@@ -278,13 +278,10 @@ export class BatchingScorer implements Scorer {
     if (results.length !== slices.length) {
       throw new WinnowError('model_error', `${this.id}: scoreMany returned ${results.length} results for ${slices.length} requests`);
     }
-    // Counters can't be split exactly per caller; give them to the first caller with stats.
-    const owner = slices.find((s) => s.p.stats)?.p.stats;
+    // Costs can't be split exactly per caller; give them to the first caller that counts them.
+    const owner = slices.find((s) => s.p.costs)?.p.costs;
     if (owner) {
-      owner.truncated += stats.truncated;
-      owner.windowed += stats.windowed;
-      owner.searchUnits += stats.searchUnits;
-      owner.tokens += stats.tokens;
+      owner.addAll(costs);
     }
     return results;
   }

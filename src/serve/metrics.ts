@@ -99,8 +99,8 @@ export class Registry {
   readonly requests = this.add(new Counter('winnow_http_requests_total', 'HTTP requests by route and status'));
   readonly requestSeconds = this.add(new Histogram('winnow_http_request_duration_seconds', 'HTTP request latency by route and status', SECONDS));
   readonly stageSeconds = this.add(new Histogram('winnow_stage_duration_seconds', 'Cascade phase latency by cascade and stage', SECONDS));
-  readonly searchUnits = this.add(new Counter('winnow_stage_search_units_total', 'Search units billed by hosted rerank APIs, by cascade and stage'));
-  readonly tokens = this.add(new Counter('winnow_stage_tokens_total', 'Tokens billed by hosted rerank APIs, by cascade and stage'));
+  /** every cost a stage reports (`core/costs.ts`), whatever its name: a new stage kind needs no new metric */
+  readonly stageCosts = this.add(new Counter('winnow_stage_cost_total', 'What cascade phases paid, by cascade, stage, cost name and unit (pairs, calls, tokens, units, usd)'));
   readonly batchPairs = this.add(new Histogram('winnow_inference_batch_pairs', 'Query-document pairs per model call, by scorer', PAIRS));
   readonly batchRequests = this.add(new Histogram('winnow_inference_batch_requests', 'Requests merged into one model call, by scorer', PAIRS));
   readonly degraded = this.add(new Counter('winnow_degraded_responses_total', 'Responses that skipped a stage to meet their deadline, by cascade and skipped stage'));

@@ -1,13 +1,9 @@
+import { Costs } from '../core/costs.js';
 import { WinnowError } from '../core/errors.js';
-import { emptyStats, type Stage, type TraceRow } from '../core/stage.js';
-import type { DocLookup, Hit, Query, Ranking, ScoreKind } from '../core/types.js';
+import type { TraceRow } from '../core/stage.js';
+import type { DocLookup, Hit, Query, ScoreKind, ScoredBy } from '../core/types.js';
 import type { ScoreCache } from '../cascade/cache.js';
-import type { Calibration } from '../cascade/calibration.js';
-import { Threshold } from '../cascade/cutoff.js';
-import { Fusion } from '../cascade/fusion.js';
-import { Pipeline } from '../cascade/pipeline.js';
-import { Rerank } from '../rerank/rerank.js';
-import { Retriever } from '../retrieve/retriever.js';
+import type { Phase, Pipeline, RunPolicy } from '../cascade/pipeline.js';
 import { requestScope } from './batcher.js';
 import { Cancellation } from './cancel.js';
 
@@ -18,10 +14,8 @@ export interface CascadeResult {
   stages: TraceRow[];
   /** set when a phase was skipped or cut short to meet the deadline */
   skippedStage?: string;
-  /** what the final scores mean, from the last completed phase that scored */
-  kind: ScoreKind;
-  /** a calibration configured right after that phase (a threshold's), if any */
-  calibration?: Calibration;
+  /** which stage's scores order the hits and what they mean (how to map them to [0, 1]) */
+  scoredBy: ScoredBy;
 }
 
 /** The client closed the connection before its answer was ready; its queued work was dropped. */
@@ -54,28 +48,17 @@ export class DeadlineError extends WinnowError {
   }
 }
 
-interface PhaseInfo {
-  stages: Stage[];
-  head: Stage;
-  label: string;
-  /** retrieval (or fusion of retrievals): produces candidates, ignores its input */
-  retrieves: boolean;
-  /** only cut-offs: no scores of its own */
-  cutsOnly: boolean;
-  kind: ScoreKind;
-  calibration?: Calibration;
-  /** recent cost: ms per input hit for rankers, ms per call for retrievers (EWMA; 0 = unknown) */
-  cost: number;
-}
-
 /**
- * Runs a compiled pipeline one phase at a time, the way `Pipeline.run` does, plus what a server
- * needs and a batch run does not: a deadline checked before each phase (skip it when its recent
- * cost says it would overrun) and enforced during it (stop waiting when the deadline passes,
- * and drop the request's queued pairs), with the last completed phase's ranking as the answer.
+ * Serves one cascade. The walk is `Pipeline.execute`'s; this adds what a server needs and a
+ * batch run does not, as a policy over it: a deadline checked before each phase (skip it when
+ * its recent cost says it would overrun) and enforced during it (stop waiting when the
+ * deadline passes, and drop the request's queued pairs), with the last completed phase's
+ * ranking as the answer.
  */
 export class CascadeRunner {
-  private readonly phases: PhaseInfo[];
+  private readonly phases: Phase[];
+  /** recent cost per phase: ms per input hit for rankers, ms per call for retrievers (EWMA; 0 = unknown) */
+  private readonly cost: number[];
   /** leading phases that retrieve; rerank routes start after them */
   readonly retrieverPhases: number;
 
@@ -84,7 +67,8 @@ export class CascadeRunner {
     readonly pipeline: Pipeline,
     private readonly observe?: (cascade: string, row: TraceRow) => void,
   ) {
-    this.phases = pipeline.phases().map((stages) => describePhase(stages));
+    this.phases = pipeline.phases();
+    this.cost = this.phases.map(() => 0);
     let n = 0;
     while (n < this.phases.length && this.phases[n].retrieves) n++;
     this.retrieverPhases = n;
@@ -102,20 +86,8 @@ export class CascadeRunner {
 
   /** The last phase that scores: what a full run's final scores mean. */
   get finalScorer(): { stage: string; kind: ScoreKind; calibrated: boolean } | undefined {
-    const last = this.phases.filter((p) => !p.cutsOnly).at(-1);
-    return last && { stage: last.head.name, kind: last.kind, calibrated: last.calibration !== undefined && last.calibration.kind !== 'identity' };
-  }
-
-  /** Every `Rerank` stage, including those inside fusions, e.g. to find the batchers. */
-  rerankStages(): Rerank[] {
-    const out: Rerank[] = [];
-    const walk = (s: Stage): void => {
-      if (s instanceof Rerank) out.push(s);
-      else if (s instanceof Pipeline) s.compile().forEach(walk);
-      else if (s instanceof Fusion) s.inputs.forEach(walk);
-    };
-    this.pipeline.compile().forEach(walk);
-    return out;
+    const last = this.phases.findLast((p) => p.scoredBy)?.scoredBy;
+    return last && { stage: last.stage, kind: last.kind, calibrated: last.calibration !== undefined && last.calibration.kind !== 'identity' };
   }
 
   /**
@@ -123,66 +95,66 @@ export class CascadeRunner {
    * rank these hits; absent: retrieve first.
    */
   async run(query: Query, candidates: Hit[] | undefined, { docs, cache, start, deadline, gone }: RunContext): Promise<CascadeResult> {
-    const from = candidates ? this.retrieverPhases : 0;
-    if (!candidates && from === 0 && !this.retrieverBacked) {
+    if (!candidates && !this.retrieverBacked) {
       throw new WinnowError('bad_input', `cascade "${this.name}" has no retriever stage, so it cannot search; use a rerank route`);
     }
     // Nothing to rank is not a timeout, whatever the budget.
-    if (candidates && candidates.length === 0) return { hits: [], stages: [], kind: 'unbounded' };
+    if (candidates && candidates.length === 0) return { hits: [], stages: [], scoredBy: { stage: 'none', kind: 'unbounded' } };
     const cancel = new Cancellation();
     const budget = Math.round(deadline - start);
-    let current: Ranking[] = [{ query, hits: candidates ?? [] }];
-    const done: TraceRow[] = [];
-    let kind: ScoreKind = 'unbounded';
-    let calibration: Calibration | undefined;
     let scored = false;
+    let clientGone = false;
+    let started = 0;
+    const overrun = (phase: Phase): 'stop' => {
+      if (!scored) throw new DeadlineError(phase.head.name, budget);
+      return 'stop';
+    };
+    const unitOf = (phase: Phase, n: number, ms: number): number => (phase.retrieves ? ms : ms / Math.max(1, n));
+    const policy: RunPolicy = {
+      before: (phase, batch) => {
+        if (candidates && phase.index < this.retrieverPhases) return 'skip';
+        if (phase.cutsOnly) return 'run';
+        const now = performance.now();
+        const cost = this.cost[phase.index];
+        const estimate = phase.retrieves ? cost : cost * batch[0].hits.length;
+        if (now >= deadline || (cost > 0 && now + estimate > deadline)) return overrun(phase);
+        started = now;
+        return 'run';
+      },
+      await: async (phase, work, batch) => {
+        const outcome = await raceDeadline(work, deadline, gone);
+        if (outcome === 'gone') {
+          work.catch(() => undefined);
+          clientGone = true;
+          return 'stop';
+        }
+        if (outcome === 'timeout') {
+          // Stop waiting; the batcher drops this request's pairs that are still queued.
+          cancel.cancel();
+          work.catch(() => undefined);
+          // It took at least this long: remember it, or the next request would wait again.
+          const i = phase.index;
+          this.cost[i] = Math.max(this.cost[i], unitOf(phase, batch[0].hits.length, performance.now() - started));
+          return overrun(phase);
+        }
+        return outcome;
+      },
+      after: (phase, row) => {
+        if (!phase.cutsOnly) {
+          const i = phase.index;
+          const unit = unitOf(phase, row.in, row.ms);
+          this.cost[i] = this.cost[i] === 0 ? unit : 0.8 * this.cost[i] + 0.2 * unit;
+          scored = true;
+        }
+        this.observe?.(this.name, row);
+      },
+    };
     return requestScope.run({ cancel }, async () => {
       try {
-        for (let i = from; i < this.phases.length; i++) {
-          const phase = this.phases[i];
-          const n = current[0].hits.length;
-          const now = performance.now();
-          const estimate = phase.retrieves ? phase.cost : phase.cost * n;
-          if (!phase.cutsOnly && (now >= deadline || (phase.cost > 0 && now + estimate > deadline))) {
-            if (!scored) throw new DeadlineError(phase.head.name, budget);
-            return { hits: current[0].hits, stages: done, skippedStage: phase.head.name, kind, calibration };
-          }
-          const stats = emptyStats();
-          const t0 = performance.now();
-          const work = (async () => {
-            let batch: Ranking[] = current;
-            for (const stage of phase.stages) batch = await stage.run(batch, { docs, stats, cache });
-            return batch;
-          })();
-          const outcome = await raceDeadline(work, deadline, gone);
-          if (outcome === 'gone') {
-            work.catch(() => undefined);
-            throw new ClientGoneError();
-          }
-          if (outcome === 'timeout') {
-            // Stop waiting; the batcher drops this request's pairs that are still queued.
-            cancel.cancel();
-            work.catch(() => undefined);
-            // It took at least this long: remember it, or the next request would wait again.
-            const unit = (performance.now() - t0) / (phase.retrieves ? 1 : Math.max(1, n));
-            phase.cost = Math.max(phase.cost, unit);
-            if (!scored) throw new DeadlineError(phase.head.name, budget);
-            return { hits: current[0].hits, stages: done, skippedStage: phase.head.name, kind, calibration };
-          }
-          current = outcome;
-          const ms = performance.now() - t0;
-          if (!phase.cutsOnly) {
-            const unit = phase.retrieves ? ms : ms / Math.max(1, n);
-            phase.cost = phase.cost === 0 ? unit : 0.8 * phase.cost + 0.2 * unit;
-            kind = phase.kind;
-            calibration = phase.calibration;
-            scored = true;
-          }
-          const row: TraceRow = { stage: phase.label, in: n, out: current[0].hits.length, ms, ...stats };
-          done.push(row);
-          this.observe?.(this.name, row);
-        }
-        return { hits: current[0].hits, stages: done, kind, calibration };
+        const { rankings, trace, stoppedAt } = await this.pipeline.execute([{ query, hits: candidates ?? [] }], { docs, costs: new Costs(), cache }, policy);
+        if (clientGone) throw new ClientGoneError();
+        const [r] = rankings;
+        return { hits: r.hits, stages: trace, skippedStage: stoppedAt?.head.name, scoredBy: r.scoredBy ?? { stage: 'none', kind: 'unbounded' } };
       } finally {
         cancel.cancel();
       }
@@ -205,30 +177,4 @@ async function raceDeadline<T>(work: Promise<T>, deadline: number, gone?: Cancel
     clearTimeout(timer);
     stopListening?.();
   }
-}
-
-function describePhase(stages: Stage[]): PhaseInfo {
-  const head = stages[0];
-  const threshold = stages.find((s): s is Threshold => s instanceof Threshold && s.calibration !== undefined);
-  return {
-    stages,
-    head,
-    label: stages.map((s) => (s instanceof Retriever ? `${s.name} k=${s.k}` : s.name)).join(' → '),
-    retrieves: retrieves(head),
-    cutsOnly: stages.every((s) => s.kind === 'cutoff'),
-    kind: head instanceof Rerank ? head.scorer.kind : 'unbounded',
-    calibration: threshold?.calibration,
-    cost: 0,
-  };
-}
-
-/** A retriever, or a fusion whose every input starts by retrieving. */
-function retrieves(s: Stage): boolean {
-  if (s instanceof Retriever) return true;
-  if (s instanceof Pipeline) {
-    const first = s.compile()[0];
-    return first !== undefined && retrieves(first);
-  }
-  if (s instanceof Fusion) return s.inputs.every(retrieves);
-  return false;
 }

@@ -3,13 +3,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import { WinnowError } from '../core/errors.js';
+import { costKind } from '../core/costs.js';
 import type { TraceRow } from '../core/stage.js';
 import type { Doc, DocLookup, Hit } from '../core/types.js';
 import { ScoreCache } from '../cascade/cache.js';
 import { calibrate } from '../cascade/calibration.js';
 import type { Pipeline } from '../cascade/pipeline.js';
 import type { NativeDocument, NativeResponse } from '../rerank/remote/native.js';
-import { BackpressureError, BatchingScorer } from './batcher.js';
+import { BackpressureError, type BatchingScorer } from './batcher.js';
 import { Gauge, Registry } from './metrics.js';
 import { Cancellation } from './cancel.js';
 import { type CascadeResult, CascadeRunner, ClientGoneError, DeadlineError } from './run.js';
@@ -46,6 +47,11 @@ export interface ServerOptions {
   limits?: Partial<ServeLimits>;
   /** accepted bearer tokens; empty or absent: no authentication */
   apiKeys?: readonly string[];
+  /**
+   * the micro-batchers the cascades' scorers run through (`withBatching` hands them out), for
+   * their metrics and to drain them on close
+   */
+  batchers?: Iterable<BatchingScorer>;
   /** scores shared across requests; `false` disables caching */
   cache?: ScoreCache | false;
   /** one JSON object per request; default: a line on stdout; `false`: no request log */
@@ -137,13 +143,11 @@ export function createServer(opts: ServerOptions): WinnowServer {
   const observeStage = (cascade: string, row: TraceRow): void => {
     const labels = { cascade, stage: row.stage };
     metrics.stageSeconds.observe(labels, row.ms / 1000);
-    if (row.searchUnits > 0) metrics.searchUnits.inc(labels, row.searchUnits);
-    if (row.tokens > 0) metrics.tokens.inc(labels, row.tokens);
+    for (const [cost, amount] of Object.entries(row.costs)) metrics.stageCosts.inc({ ...labels, cost, unit: costKind(cost).unit }, amount);
   };
   const runners = new Map<string, CascadeRunner>();
   for (const [name, p] of opts.cascades) runners.set(name, new CascadeRunner(name, p, observeStage));
-  const batchers = new Set<BatchingScorer>();
-  for (const r of runners.values()) for (const s of r.rerankStages()) if (s.scorer instanceof BatchingScorer) batchers.add(s.scorer);
+  const batchers = new Set(opts.batchers ?? []);
   for (const b of batchers) {
     b.onBatch((e) => {
       metrics.batchPairs.observe({ scorer: e.scorer }, e.pairs);
@@ -263,7 +267,7 @@ export function createServer(opts: ServerOptions): WinnowServer {
    * through a sigmoid; probabilities and similarities pass, unbounded ones too (warned at start).
    */
   const relevance = (r: CascadeResult, s: number): number =>
-    r.calibration && r.calibration.kind !== 'identity' ? calibrate(r.calibration, s) : r.kind === 'logit' ? SIGMOID(s) : s;
+    r.scoredBy.calibration && r.scoredBy.calibration.kind !== 'identity' ? calibrate(r.scoredBy.calibration, s) : r.scoredBy.kind === 'logit' ? SIGMOID(s) : s;
 
   const searchUnits = (n: number): number => Math.max(1, Math.ceil(n / 100));
 
@@ -350,15 +354,15 @@ export function createServer(opts: ServerOptions): WinnowServer {
     const hits = b.top_n ? result.hits.slice(0, b.top_n) : result.hits;
     const res: Record<string, unknown> = {
       model: runner.name,
-      results: hits.map((h) => {
+      results: await Promise.all(hits.map(async (h) => {
         const item: Record<string, unknown> = { id: h.docId, score: h.score, scores: h.scores };
-        const d = b.return_documents ? opts.docs?.get(h.docId) : undefined;
+        const d = b.return_documents ? (h.doc ?? (await opts.docs?.get(h.docId))) : undefined;
         if (d) {
           if (d.title !== undefined) item.title = d.title;
           item.text = d.text;
         }
         return item;
-      }),
+      })),
       stages: traceOf(result),
     };
     if (result.skippedStage) Object.assign(res, { degraded: true, skipped_stage: result.skippedStage });

@@ -6,7 +6,8 @@ import { Fusion } from '../../src/cascade/fusion.js';
 import { Pipeline, then } from '../../src/cascade/pipeline.js';
 import { compileSpec, type SpecEnv } from '../../src/cascade/spec.js';
 import { WinnowError } from '../../src/core/errors.js';
-import { emptyStats, type StageDescription, type TraceRow } from '../../src/core/stage.js';
+import { Costs } from '../../src/core/costs.js';
+import type { StageDescription, TraceRow } from '../../src/core/stage.js';
 import type { Doc, Hit, Query, Ranking } from '../../src/core/types.js';
 import { Rerank } from '../../src/rerank/rerank.js';
 import type { Scorer } from '../../src/rerank/scorer.js';
@@ -53,7 +54,7 @@ const q: Query = { id: 'q1', text: 'query' };
 
 async function run(p: Pipeline, batch: Ranking[] = [{ query: q, hits: [] }], cache?: ScoreCache) {
   const rows: TraceRow[] = [];
-  const out = await p.run(batch, { docs, stats: emptyStats(), cache, observe: (row) => rows.push(row) });
+  const { rankings: out } = await p.execute(batch, { docs, costs: new Costs(), cache }, { after: (_, row) => rows.push(row) });
   return { out, rows };
 }
 
@@ -67,7 +68,7 @@ test('a cut-off right after a retriever is pushed into it', async () => {
   // each hit keeps the score every stage gave it
   assert.deepEqual(out[0].hits[0].scores, { list: 10, num: 5 });
   assert.equal(rows.length, 2);
-  assert.deepEqual([rows[1].in, rows[1].out, rows[1].pairs], [3, 2, 3]);
+  assert.deepEqual([rows[1].in, rows[1].out, rows[1].costs.pairs ?? 0], [3, 2, 3]);
   assert.equal(rows[1].stage, 'num → top(2)');
 });
 
@@ -157,7 +158,7 @@ test('the score cache serves repeated pairs and is keyed by stage identity', asy
   await run(p1, undefined, cache);
   const { rows } = await run(p1, undefined, cache);
   assert.equal(s1.calls, 5);
-  assert.deepEqual([rows[1].cacheHits, rows[1].cacheMisses, rows[1].pairs], [5, 0, 0]);
+  assert.deepEqual([rows[1].costs['cache.hits'], rows[1].costs['cache.misses'] ?? 0, rows[1].costs.pairs ?? 0], [5, 0, 0]);
   // another model (or revision) must not be served model-a's scores
   const s2 = new NumberScorer('model-a@rev2');
   await run(Pipeline.of(new ListRetriever(list)).andThen(new Rerank(s2)), undefined, cache);
@@ -165,7 +166,7 @@ test('the score cache serves repeated pairs and is keyed by stage identity', asy
   // an edited document (same id, new text) is rescored
   const edited = new Map(docs);
   edited.set('a', { id: 'a', text: '0' });
-  const out = await p1.run([{ query: q, hits: [] }], { docs: edited, stats: emptyStats(), cache });
+  const out = await p1.run([{ query: q, hits: [] }], { docs: edited, costs: new Costs(), cache });
   assert.equal(s1.calls, 6);
   assert.equal(out[0].hits.at(-1)?.docId, 'a');
 });

@@ -4,7 +4,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WinnowError } from '../../src/core/errors.js';
-import { emptyStats } from '../../src/core/stage.js';
+import { Costs } from '../../src/core/costs.js';
 import { readModelFolder } from '../../src/models/folder.js';
 import { openSession, openSessionCount } from '../../src/models/onnx.js';
 import { BiEncoder } from '../../src/rerank/bi-encoder.js';
@@ -72,7 +72,7 @@ test('an activation that does not fit the label count is a usage error', async (
 
 test('empty, whitespace and lone-surrogate texts score without crashing', async () => {
   const ce = await CrossEncoder.load(modelDir('tiny-bert-ce'));
-  const stats = emptyStats();
+  const stats = new Costs();
   const scores = await ce.score('', [{ id: 'a', text: '' }, { id: 'b', text: ' ' }, { id: 'c', text: 'x\uD800y' }, { id: 'd', text: 'x\uFFFDy' }], stats);
   assert.equal(scores.length, 4);
   assert.ok(Array.from(scores).every(Number.isFinite));

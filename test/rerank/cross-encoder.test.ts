@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { emptyStats } from '../../src/core/stage.js';
+import { Costs, TRUNCATED, WINDOWED } from '../../src/core/costs.js';
 import { CrossEncoder } from '../../src/rerank/cross-encoder.js';
 import { loadScorer } from '../../src/rerank/load.js';
 import { isMultiQueryScorer } from '../../src/serve/batcher.js';
@@ -56,15 +56,15 @@ test('truncation and windows are counted; windows score the best passage', async
   const long = ex.pairs[0][1] as string;
   const q = 'what causes cancer?';
   const plain = await CrossEncoder.load(modelDir('tiny-bert-ce'));
-  const stats = emptyStats();
+  const stats = new Costs();
   const [cut] = await plain.score(q, docs([long]), stats);
-  assert.equal(stats.truncated, 1);
+  assert.equal(stats.get(TRUNCATED), 1);
   const win = await CrossEncoder.load(modelDir('tiny-bert-ce'), { windows: { size: 20, stride: 10 } });
   assert.notEqual(win.id, plain.id);
-  const ws = emptyStats();
+  const ws = new Costs();
   const [best] = await win.score(q, docs([long, 'a']), ws);
-  assert.equal(ws.windowed, 1);
-  assert.equal(ws.truncated, 0);
+  assert.equal(ws.get(WINDOWED), 1);
+  assert.equal(ws.get(TRUNCATED), 0);
   // the max over windows is at least the first window's score
   const tok = plain.folder.tokenizer;
   const firstWindow = tok.encodePairIds(tok.ids(q), tok.ids(long).subarray(0, 20), plain.maxLength);
@@ -105,18 +105,18 @@ test('scoreMany merges queries into shared batches and equals per-query score', 
   const ce = await CrossEncoder.load(modelDir('tiny-bert-ce'), { batchSize: 3 });
   assert.ok(isMultiQueryScorer(ce), 'the server batcher must see scoreMany');
   const before = ce.counters.runs;
-  const stats = emptyStats();
+  const stats = new Costs();
   const many = await ce.scoreMany(requests, stats);
   const mergedRuns = ce.counters.runs - before;
   const pairs = requests.reduce((n, r) => n + r.docs.length, 0);
   assert.equal(mergedRuns, Math.ceil(pairs / 3), 'one model call per batch of 3 pairs, across queries');
   assert.equal(many.length, requests.length);
-  const single = emptyStats();
+  const single = new Costs();
   for (let i = 0; i < requests.length; i++) {
     const one = await ce.score(requests[i].query, requests[i].docs, single);
     assert.equal(many[i].length, requests[i].docs.length);
     assertClose(many[i], one, 1e-5, `request ${i}`);
   }
-  assert.equal(stats.truncated, single.truncated);
+  assert.equal(stats.get(TRUNCATED), single.get(TRUNCATED));
   await ce.close();
 });

@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import { Pipeline } from '../../src/cascade/pipeline.js';
 import { ScoreCache } from '../../src/cascade/cache.js';
 import { WinnowError } from '../../src/core/errors.js';
-import { emptyStats, type TraceRow } from '../../src/core/stage.js';
+import { Costs } from '../../src/core/costs.js';
+import type { TraceRow } from '../../src/core/stage.js';
 import { docText, type Doc, type Ranking } from '../../src/core/types.js';
 import { errorInBody, errorMessage, HttpClient } from '../../src/rerank/remote/http.js';
 import { isRemoteRef, parseRemoteRef, remoteScorer } from '../../src/rerank/remote/index.js';
@@ -155,9 +156,12 @@ test('a remote scorer inside a pipeline: Rerank + top, stats in the trace, cache
     const pipeline = Pipeline.of(new Rerank(scorer, 'cohere')).top(3);
     const cache = new ScoreCache();
     const rows: TraceRow[] = [];
-    const ctx = { docs: { get: (id: string) => byId.get(id) }, stats: emptyStats(), cache, observe: (row: TraceRow) => void rows.push(row) };
+    const ctx = { docs: { get: (id: string) => byId.get(id) }, costs: new Costs(), cache };
+    const policy = { after: (_: unknown, row: TraceRow) => void rows.push(row) };
 
-    const [out] = await pipeline.run(input, ctx);
+    const {
+      rankings: [out],
+    } = await pipeline.execute(input, ctx, policy);
     const want = docs
       .map((d) => ({ id: d.id, s: Math.fround(fakeScore('cohere-v2', query.text, docText(d))) }))
       .sort((x, y) => y.s - x.s || (x.id < y.id ? -1 : 1))
@@ -167,12 +171,12 @@ test('a remote scorer inside a pipeline: Rerank + top, stats in the trace, cache
     assert.equal(out.hits[0].scores.cohere, want[0].s);
     assert.equal(server.requests.length, 2, '6 candidates under a cap of 4');
     assert.equal(rows.length, 1);
-    assert.equal(rows[0].pairs, 6);
-    assert.equal(rows[0].searchUnits, 2, 'one search unit per sub-request from meta.billed_units');
+    assert.equal(rows[0].costs.pairs, 6);
+    assert.equal(rows[0].costs['billed.search_units'], 2, 'one search unit per sub-request from meta.billed_units');
     assert.equal(rows[0].in, 6);
     assert.equal(rows[0].out, 3);
 
-    const [again] = await pipeline.run(input, { ...ctx, stats: emptyStats() });
+    const [again] = await pipeline.run(input, { ...ctx, costs: new Costs() });
     assert.deepEqual(again.hits, out.hits);
     assert.equal(server.requests.length, 2, 'second run served from the cache');
   } finally {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { WinnowError } from '../../src/core/errors.js';
-import { emptyStats } from '../../src/core/stage.js';
+import { Costs, SEARCH_UNITS, TOKENS } from '../../src/core/costs.js';
 import { docText, type Doc, type ScoreKind } from '../../src/core/types.js';
 import { remoteScorer, type RemoteScorerOptions } from '../../src/rerank/remote/index.js';
 import type { Scorer } from '../../src/rerank/scorer.js';
@@ -191,7 +191,7 @@ for (const c of CASES) {
       const server = await startFakeRerankServer({ shape: c.shape, apiKey: KEY, maxDocs: 4 });
       try {
         const docs = corpus(10);
-        const stats = emptyStats();
+        const stats = new Costs();
         const scores = await c.make(server.url, { maxDocsPerRequest: 4 }).score(QUERY, docs, stats);
         assert.deepEqual(Array.from(scores), expected(c, docs));
         assert.equal(server.requests.length, 3);
@@ -208,10 +208,10 @@ for (const c of CASES) {
           units += u.searchUnits;
           tokens += u.tokens;
         }
-        assert.equal(stats.searchUnits, units);
-        assert.equal(stats.tokens, tokens);
-        if (c.shape.startsWith('cohere') || c.shape === 'pinecone') assert.ok(stats.searchUnits > 0);
-        if (['voyage', 'jina', 'mixedbread', 'vllm', 'infinity'].includes(c.shape)) assert.ok(stats.tokens > 0);
+        assert.equal(stats.get(SEARCH_UNITS), units);
+        assert.equal(stats.get(TOKENS), tokens);
+        if (c.shape.startsWith('cohere') || c.shape === 'pinecone') assert.ok(stats.get(SEARCH_UNITS) > 0);
+        if (['voyage', 'jina', 'mixedbread', 'vllm', 'infinity'].includes(c.shape)) assert.ok(stats.get(TOKENS) > 0);
       } finally {
         await server.close();
       }

@@ -10,7 +10,7 @@ import { Collection } from '../../src/retrieve/collection/collection.js';
 import { collectionRetriever } from '../../src/retrieve/collection/env.js';
 import { HybridRetriever } from '../../src/retrieve/collection/stages.js';
 import { HashEmbedder, type Embedder } from '../../src/retrieve/dense/embedder.js';
-import { emptyStats } from '../../src/core/stage.js';
+import { Costs } from '../../src/core/costs.js';
 
 const WORDS = (
   'protein cell gene cancer tumor virus vaccine immune receptor kinase mouse patient trial dose risk ' +
@@ -229,7 +229,7 @@ test('hybrid RRF and union fuse BM25 and dense through the Fusion stage', async 
   const c = Collection.create(dir, { embedder: new HashEmbedder(32) });
   await c.add(corpus(120), { progress: false });
   const query = { id: 'q1', text: 'insulin diabetes diet' };
-  const ctx = { stats: emptyStats() };
+  const ctx = { costs: new Costs() };
   const bm25 = collectionRetriever(c, 'bm25', {}, 'test')!.withK(20);
   const dense = collectionRetriever(c, 'dense', {}, 'test')!.withK(20);
   const b = await bm25.retrieve(query, 20, ctx);

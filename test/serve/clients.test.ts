@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { CohereClient, CohereClientV2 } from 'cohere-ai';
-import { emptyStats } from '../../src/core/stage.js';
+import { Costs } from '../../src/core/costs.js';
 import type { Doc } from '../../src/core/types.js';
 import { Pipeline } from '../../src/cascade/pipeline.js';
 import { loadScorer } from '../../src/rerank/load.js';
@@ -20,7 +20,7 @@ async function expectedOrder(): Promise<number[]> {
   const p = twoStage(new OverlapScorer(), new OverlapScorer('logit', 0, 2, 'heavy'), 4, false);
   const docs = new Map<string, Doc>(DOCS.map((t, i) => [String(i), { id: String(i), text: t }]));
   const hits = DOCS.map((_, i) => ({ docId: String(i), score: DOCS.length - i, scores: {} }));
-  const [r] = await p.run([{ query: { id: 'q', text: QUERY }, hits }], { docs, stats: emptyStats() });
+  const [r] = await p.run([{ query: { id: 'q', text: QUERY }, hits }], { docs, costs: new Costs() });
   return r.hits.map((h) => Number(h.docId));
 }
 

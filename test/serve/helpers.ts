@@ -1,4 +1,4 @@
-import type { StageStats } from '../../src/core/stage.js';
+import type { Costs } from '../../src/core/costs.js';
 import type { Doc, ScoreKind } from '../../src/core/types.js';
 import { Pipeline } from '../../src/cascade/pipeline.js';
 import { Rerank } from '../../src/rerank/rerank.js';
@@ -35,7 +35,7 @@ export class OverlapScorer implements MultiQueryScorer {
     return scale * (n - 1) - text.length * 1e-4;
   }
 
-  async score(query: string, docs: readonly Doc[], _stats?: StageStats): Promise<Float32Array> {
+  async score(query: string, docs: readonly Doc[], _costs?: Costs): Promise<Float32Array> {
     return (await this.scoreMany([{ query, docs }]))[0];
   }
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WinnowEnv } from '../../src/cascade/env.js';
 import { compileSpec } from '../../src/cascade/spec.js';
-import { emptyStats } from '../../src/core/stage.js';
+import { Costs } from '../../src/core/costs.js';
 import { loadServeSpec, serveCommand } from '../../src/cli/serve.js';
 import { withBatching, BatchingScorer } from '../../src/serve/batcher.js';
 import { post, start } from './helpers.js';
@@ -54,7 +54,7 @@ serve:
     assert.deepEqual(s.json.stages.map((x: { stage: string }) => x.stage), ['bm25 k=50', 'rerank → top(10)']);
     assert.equal(typeof s.json.results[0].text, 'string');
     // the same as running the spec in-process
-    const [want] = await pipelines.get('search').run([{ query: { id: 'q', text: query }, hits: [] }], { docs: base.lookup, stats: emptyStats() });
+    const [want] = await pipelines.get('search').run([{ query: { id: 'q', text: query }, hits: [] }], { docs: base.lookup, costs: new Costs() });
     assert.deepEqual(s.json.results.map((r: { id: string }) => r.id), want.hits.slice(0, 5).map((h: { docId: string }) => h.docId));
 
     const texts = s.json.results.map((r: { text: string }) => r.text);

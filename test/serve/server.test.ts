@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { emptyStats } from '../../src/core/stage.js';
+import { Costs } from '../../src/core/costs.js';
 import type { Doc } from '../../src/core/types.js';
 import { calibrate } from '../../src/cascade/calibration.js';
 import { Pipeline } from '../../src/cascade/pipeline.js';
@@ -15,7 +15,7 @@ const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 async function inProcess(p: Pipeline, query: string, texts: string[]): Promise<{ index: number; score: number }[]> {
   const docs = new Map<string, Doc>(texts.map((t, i) => [String(i), { id: String(i), text: t }]));
   const hits = texts.map((_, i) => ({ docId: String(i), score: texts.length - i, scores: {} }));
-  const [r] = await p.run([{ query: { id: 'q', text: query }, hits }], { docs, stats: emptyStats() });
+  const [r] = await p.run([{ query: { id: 'q', text: query }, hits }], { docs, costs: new Costs() });
   return r.hits.map((h) => ({ index: Number(h.docId), score: h.score }));
 }
 
@@ -176,8 +176,9 @@ test('bearer auth: 401 without or with a wrong key, 200 with a right one', async
 
 test('micro-batching merges concurrent requests into fewer model calls', async () => {
   const scorer = new OverlapScorer('logit', 5);
-  const p = new Pipeline([new Rerank(new BatchingScorer(scorer, { maxBatch: 64, maxWaitMs: 20 }))]);
-  const { server, url } = await start({ cascades: new Map([['a', p]]), cache: false });
+  const batcher = new BatchingScorer(scorer, { maxBatch: 64, maxWaitMs: 20 });
+  const p = new Pipeline([new Rerank(batcher)]);
+  const { server, url } = await start({ cascades: new Map([['a', p]]), batchers: [batcher], cache: false });
   try {
     const n = 12;
     const replies = await Promise.all(Array.from({ length: n }, (_, i) => post(`${url}/v2/rerank`, { query: `${QUERY} ${i}`, documents: DOCS })));
@@ -312,7 +313,7 @@ test('/metrics counts the search units a hosted rerank stage bills, per cascade 
   const { server, url } = await start({ cascades: new Map([['hosted', new Pipeline([new Rerank(cohere, 'cohere')])]]), cache: false });
   try {
     for (const q of ['a capital', 'the United States']) assert.equal((await post(`${url}/v2/rerank`, { query: q, documents: DOCS })).status, 200);
-    assert.match(await (await fetch(`${url}/metrics`)).text(), /winnow_stage_search_units_total\{cascade="hosted",stage="cohere"\} 2/);
+    assert.match(await (await fetch(`${url}/metrics`)).text(), /winnow_stage_cost_total\{cascade="hosted",cost="billed.search_units",stage="cohere",unit="units"\} 2/);
   } finally {
     await server.close();
     await upstream.server.close();

@@ -1,7 +1,8 @@
 import { compileSpec, type CascadeSpec, type SpecEnv } from '../../cascade/spec.js';
 import { WinnowError } from '../../core/errors.js';
 import { Progress } from '../../core/progress.js';
-import { emptyStats, type Stage } from '../../core/stage.js';
+import { Costs } from '../../core/costs.js';
+import type { Stage } from '../../core/stage.js';
 import { docText, type Doc, type DocLookup, type Query, type ScoreKind } from '../../core/types.js';
 import { EmbeddingCache } from '../../rerank/embedding-cache.js';
 import { Rerank } from '../../rerank/rerank.js';
@@ -217,28 +218,29 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
       continue;
     }
     const judged = opts.qrels.get(query.id) as Map<string, number>;
-    const stats = emptyStats();
     const t0 = performance.now();
-    const hits = await deep.retrieve(query, depth, { stats, docs: opts.docs });
+    const hits = await deep.retrieve(query, depth, { costs: new Costs(), docs: opts.docs });
     const tRetrieve = performance.now() - t0;
     const n = hits.length;
     const docIds = hits.map((h) => h.docId);
-    const docs: Doc[] = docIds.map((id) => {
-      const d = opts.docs.get(id);
-      if (!d) throw new WinnowError('bad_input', `no text for document "${id}" retrieved for query ${query.id}`);
-      return d;
-    });
+    const docs: Doc[] = await Promise.all(
+      hits.map(async (h) => {
+        const d = h.doc ?? (await opts.docs.get(h.docId));
+        if (!d) throw new WinnowError('bad_input', `no text for document "${h.docId}" retrieved for query ${query.id}`);
+        return d;
+      }),
+    );
     const scores: Float32Array[] = [Float32Array.from(hits, (h) => h.score)];
     const pairMs = new Float64Array(rerankers.length);
     for (let s = 0; s < rerankers.length; s++) {
       const scorer = rerankers[s].scorer;
       if (queries.length < SAMPLE && n > SMALL) {
         const ts = performance.now();
-        await scorer.score(query.text, docs.slice(0, SMALL), emptyStats());
+        await scorer.score(query.text, docs.slice(0, SMALL), new Costs());
         smallMs[s].push(performance.now() - ts);
       }
       const ts = performance.now();
-      const out = n === 0 ? new Float32Array(0) : await scorer.score(query.text, docs, emptyStats());
+      const out = n === 0 ? new Float32Array(0) : await scorer.score(query.text, docs, new Costs());
       const ms = performance.now() - ts;
       if (out.length !== n) throw new WinnowError('model_error', `${rerankers[s].name}: returned ${out.length} scores for ${n} documents`);
       fullMs[s].push(ms);
@@ -379,10 +381,10 @@ async function coldCost(
     const large = take(docs, sample.largeDocs);
     if (large.length <= small.length) continue;
     let t = performance.now();
-    await stage.scorer.score(query.text, small, emptyStats());
+    await stage.scorer.score(query.text, small, new Costs());
     const tSmall = performance.now() - t;
     t = performance.now();
-    await stage.scorer.score(query.text, large, emptyStats());
+    await stage.scorer.score(query.text, large, new Costs());
     const tLarge = performance.now() - t;
     slopes.push((tLarge - tSmall) / (large.length - small.length));
     smallMs.push(tSmall);

@@ -1,5 +1,5 @@
 import { WinnowError } from '../../core/errors.js';
-import type { StageStats } from '../../core/stage.js';
+import { type Costs, SEARCH_UNITS, TOKENS } from '../../core/costs.js';
 import type { Doc, ScoreKind } from '../../core/types.js';
 import type { Scorer } from '../scorer.js';
 import { HttpClient, RemoteError, type HttpOptions } from './http.js';
@@ -27,7 +27,7 @@ export interface Parsed {
 
 /**
  * One provider's wire format: how to build a request for a slice of documents and how to read
- * its answer. `RemoteScorer` does everything else (splitting, concurrency, merging, stats) once.
+ * its answer. `RemoteScorer` does everything else (splitting, concurrency, merging, costs) once.
  */
 export interface WireFormat {
   provider: string;
@@ -69,7 +69,7 @@ export class RemoteScorer implements Scorer {
     if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new WinnowError('bad_spec', `${format.provider}: concurrency must be a positive integer`);
   }
 
-  async score(query: string, docs: readonly Doc[], stats?: StageStats): Promise<Float32Array> {
+  async score(query: string, docs: readonly Doc[], costs?: Costs): Promise<Float32Array> {
     const out = new Float32Array(docs.length);
     if (docs.length === 0) return out;
     const slices = this.slices(query, docs);
@@ -77,7 +77,7 @@ export class RemoteScorer implements Scorer {
     const worker = async (): Promise<void> => {
       while (next < slices.length) {
         const [start, end] = slices[next++];
-        await this.scoreSlice(query, docs, start, end, out, stats);
+        await this.scoreSlice(query, docs, start, end, out, costs);
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.concurrency, slices.length) }, worker));
@@ -103,7 +103,7 @@ export class RemoteScorer implements Scorer {
     return out;
   }
 
-  private async scoreSlice(query: string, docs: readonly Doc[], start: number, end: number, out: Float32Array, stats?: StageStats): Promise<void> {
+  private async scoreSlice(query: string, docs: readonly Doc[], start: number, end: number, out: Float32Array, costs?: Costs): Promise<void> {
     const slice = docs.slice(start, end);
     let json: unknown;
     try {
@@ -120,8 +120,8 @@ export class RemoteScorer implements Scorer {
       // and try again rather than fail the whole cascade.
       if (e instanceof RemoteError && e.status === 413 && slice.length > 1) {
         const mid = start + Math.floor(slice.length / 2);
-        await this.scoreSlice(query, docs, start, mid, out, stats);
-        await this.scoreSlice(query, docs, mid, end, out, stats);
+        await this.scoreSlice(query, docs, start, mid, out, costs);
+        await this.scoreSlice(query, docs, mid, end, out, costs);
         return;
       }
       throw e;
@@ -131,9 +131,9 @@ export class RemoteScorer implements Scorer {
       throw new WinnowError('model_error', `${this.format.provider}: parsed ${parsed.scores.length} scores for ${slice.length} documents`);
     }
     out.set(parsed.scores, start);
-    if (stats) {
-      stats.searchUnits += parsed.searchUnits ?? 0;
-      stats.tokens += parsed.tokens ?? 0;
+    if (costs) {
+      costs.add(SEARCH_UNITS, parsed.searchUnits ?? 0);
+      costs.add(TOKENS, parsed.tokens ?? 0);
     }
   }
 }

@@ -1,6 +1,7 @@
 import { Fusion, type FusionMethod } from '../../cascade/fusion.js';
 import { WinnowError } from '../../core/errors.js';
-import { emptyStats, type StageContext, type StageDescription } from '../../core/stage.js';
+import { Costs } from '../../core/costs.js';
+import type { StageContext, StageDescription } from '../../core/stage.js';
 import type { Hit, Query } from '../../core/types.js';
 import { DenseRetriever } from '../dense/retriever.js';
 import { Retriever } from '../retriever.js';
@@ -77,7 +78,7 @@ export class HybridRetriever extends Retriever {
   }
 
   async retrieve(query: Query, k: number, ctx?: StageContext): Promise<Hit[]> {
-    const [r] = await this.fusion.run([{ query, hits: [] }], { docs: ctx?.docs, stats: ctx?.stats ?? emptyStats(), cache: ctx?.cache });
+    const [r] = await this.fusion.run([{ query, hits: [] }], ctx ?? { costs: new Costs() });
     return r.hits.slice(0, k);
   }
 

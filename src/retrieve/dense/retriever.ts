@@ -8,6 +8,7 @@ import { Retriever } from '../retriever.js';
  * the nearest documents come from the HNSW graph (or an exact scan for small collections).
  */
 export class DenseRetriever extends Retriever {
+  override readonly scoreKind = 'similarity' as const;
   constructor(
     readonly collection: Collection,
     k?: number,
