@@ -2,12 +2,14 @@
 export * from './core/types.js';
 export * from './core/errors.js';
 export * from './core/stage.js';
-export { Pipeline, then } from './cascade/pipeline.js';
+export * from './core/costs.js';
+export { Registry, registry, type BuildContext, type StageFactory, type RefFactory } from './core/registry.js';
+export { Pipeline, then, type Phase, type RunPolicy, type RunResult } from './cascade/pipeline.js';
 export { TopK, Threshold } from './cascade/cutoff.js';
 export { Fusion, type FusionMethod } from './cascade/fusion.js';
 export { type Calibration, calibrate } from './cascade/calibration.js';
 export { ScoreCache, type ScoreCacheOptions } from './cascade/cache.js';
-export { compileSpec, loadSpecFile, checkSpec, type CascadeSpec, type SpecEnv } from './cascade/spec.js';
+export { compileSpec, compileStages, loadSpecFile, checkSpec, type CascadeSpec } from './cascade/spec.js';
 export { WinnowEnv, type EnvOptions } from './cascade/env.js';
 export { Retriever, DEFAULT_RETRIEVE_K } from './retrieve/retriever.js';
 export { Bm25Index, type Bm25Params } from './retrieve/bm25/index.js';

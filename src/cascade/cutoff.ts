@@ -2,6 +2,10 @@ import { WinnowError } from '../core/errors.js';
 import type { Stage, StageDescription } from '../core/stage.js';
 import type { Ranking } from '../core/types.js';
 import { type Calibration, calibrate, describeCalibration } from './calibration.js';
+import { registry } from '../core/registry.js';
+import { checkOptions } from '../core/suggest.js';
+import { parseCalibration } from './calibration.js';
+import { posInt } from '../core/values.js';
 
 /** Keeps the first k hits of every ranking. */
 export class TopK implements Stage {
@@ -58,3 +62,24 @@ export class Threshold implements Stage {
     return d;
   }
 }
+
+registry.defineStage(
+  'top',
+  (value, options, { where }) => {
+    checkOptions(options, [], where, 'top');
+    return new TopK(posInt(value, `${where}.top`));
+  },
+  'keep the first k hits: `top: 100`',
+);
+
+registry.defineStage(
+  'threshold',
+  (value, options, { where }) => {
+    checkOptions(options, ['calibration', 'minKeep'], where, 'threshold');
+    if (typeof value !== 'number') throw new WinnowError('bad_spec', `${where}.threshold: expected a number`);
+    const cal = options.calibration === undefined ? undefined : parseCalibration(options.calibration, `${where}.calibration`);
+    const minKeep = options.minKeep === undefined ? 0 : posInt(options.minKeep, `${where}.minKeep`);
+    return new Threshold(value, cal, minKeep);
+  },
+  'keep hits scoring at least t, in probability space with a calibration: `threshold: 0.5, calibration: {platt: {a, b}}, minKeep: 10`',
+);

@@ -3,6 +3,10 @@ import type { Stage, StageContext, StageDescription } from '../core/stage.js';
 import type { Ranking, ScoreKind } from '../core/types.js';
 import { type Calibration, calibrate, describeCalibration } from './calibration.js';
 import { Pipeline } from './pipeline.js';
+import { registry } from '../core/registry.js';
+import { checkOptions } from '../core/suggest.js';
+import { num, posInt } from '../core/values.js';
+import { parseCalibration } from './calibration.js';
 
 /**
  * Runs the stages in `then` only for queries where the ranking it is given is not already
@@ -75,3 +79,18 @@ export class EarlyExit implements Stage {
     return { earlyExit: d };
   }
 }
+
+registry.defineStage(
+  'earlyExit',
+  async (raw, options, { where, compile }) => {
+    checkOptions(options, [], where, 'earlyExit');
+    const at = `${where}.earlyExit`;
+    if (!raw || typeof raw !== 'object') throw new WinnowError('bad_spec', `${at}: expected {margin: number, k?: n, calibration?: ..., then: [stages]}`);
+    const o = raw as Record<string, unknown>;
+    checkOptions(Object.fromEntries(Object.entries(o)), ['margin', 'k', 'calibration', 'then'], at, 'earlyExit');
+    const then = await compile(o.then, `${at}.then`);
+    const cal = o.calibration === undefined ? undefined : parseCalibration(o.calibration, `${at}.calibration`);
+    return new EarlyExit(then, num(o.margin, `${at}.margin`), o.k === undefined ? 1 : posInt(o.k, `${at}.k`), cal);
+  },
+  'run `then` only where the stage before is unsure: `earlyExit: {margin: 0.3, k: 1, calibration: ..., then: [{rerank: ce}]}`',
+);

@@ -6,14 +6,13 @@ import type { Doc, DocLookup } from '../core/types.js';
 import { readCorpus } from '../eval/io/beir.js';
 import { resolveModel } from '../models/resolve.js';
 import { loadScorer, type ScorerOptions } from '../rerank/load.js';
-import { isRemoteRef, remoteScorer } from '../rerank/remote/index.js';
+import { registry } from '../core/registry.js';
+import type { Stage } from '../core/stage.js';
 import type { Scorer } from '../rerank/scorer.js';
 import { Bm25Index, type Bm25Params } from '../retrieve/bm25/index.js';
-import { Bm25Retriever, Bm25Scorer } from '../retrieve/bm25/stage.js';
 import type { Collection } from '../retrieve/collection/collection.js';
-import { collectionRetriever, openCollection } from '../retrieve/collection/env.js';
-import type { Retriever } from '../retrieve/retriever.js';
-import type { SpecEnv } from './spec.js';
+import { openCollection } from '../retrieve/collection/env.js';
+import { compileStages } from './spec.js';
 
 export interface EnvOptions {
   /** a BEIR corpus.jsonl (or a folder holding one): documents for retrievers and rerankers */
@@ -38,17 +37,20 @@ export interface EnvOptions {
 }
 
 /**
- * The environment a spec's names resolve in: `retrieve: bm25` and `rerank: bm25` use one BM25
- * index over the corpus (or, without a corpus, over the inline documents, so BM25 can rerank
- * supplied candidates with their own collection statistics). Indexes are built once per
- * parameter set and, with `indexCacheDir`, saved and reused across runs while the corpus
- * file is unchanged.
+ * The resources a run's stages are built from, and what the registry's factories receive
+ * (plugins too): the documents (`lookup`), one BM25 index per parameter set over the corpus
+ * (or, without a corpus, over the inline documents, so BM25 can rerank supplied candidates
+ * with their own collection statistics), the collection, and models loaded once per
+ * reference and options. Indexes are built once per parameter set and, with `indexCacheDir`,
+ * saved and reused across runs while the corpus file is unchanged.
  */
-export class WinnowEnv implements SpecEnv {
+export class WinnowEnv {
   readonly docs: Map<string, Doc>;
   /** what reading the corpus found worth telling a person (empty documents, with counts) */
   readonly warnings: string[] = [];
-  private collection?: Collection;
+  collection?: Collection;
+  /** wraps every scorer a stage gets (the server's micro-batching) */
+  private scorerWrapper?: (s: Scorer) => Scorer;
   private readonly indexes = new Map<string, Promise<Bm25Index>>();
   /** one scorer per model and options, so stages naming the same model share its session and caches */
   private readonly models = new Map<string, Promise<Scorer>>();
@@ -136,34 +138,38 @@ export class WinnowEnv implements SpecEnv {
     return path.join(this.opts.indexCacheDir, `bm25-${key}.idx`);
   }
 
-  async retriever(name: string, options: Record<string, unknown>, where: string): Promise<Retriever> {
-    if (this.collection) {
-      const r = collectionRetriever(this.collection, name, options, where);
-      if (r) return r;
-    }
-    if (name !== 'bm25') {
-      throw new WinnowError(
-        'bad_spec',
-        `${where}: unknown retriever "${name}"`,
-        this.collection ? 'known retrievers: bm25, dense, hybrid' : 'known retrievers: bm25; dense and hybrid need a collection (winnow index, --collection)',
-      );
-    }
-    return new Bm25Retriever(await this.bm25(bm25Params(options, where)));
+  /** A retriever by reference (`bm25`, `dense`, `opensearch:...`), through the registry. */
+  async retriever(ref: string, options: Record<string, unknown>, where: string): Promise<Stage> {
+    return registry.retriever(ref, where)(ref, options, this.buildContext(where));
   }
 
+  /** A scorer by reference (`bm25`, `cohere:rerank-v3.5`, a model), through the registry. */
   async scorer(ref: string, options: Record<string, unknown>, where: string): Promise<Scorer> {
-    if (ref === 'bm25') return new Bm25Scorer(await this.bm25(bm25Params(options, where)));
-    if (isRemoteRef(ref)) return remoteScorer(ref, options);
+    const s = await registry.scorer(ref, where)(ref, options, this.buildContext(where));
+    return this.scorerWrapper ? this.scorerWrapper(s) : s;
+  }
+
+  /** From now on every scorer a stage gets goes through `wrap` (the server's micro-batching). */
+  wrapScorers(wrap: (s: Scorer) => Scorer): void {
+    this.scorerWrapper = wrap;
+  }
+
+  private buildContext(where: string) {
+    return { env: this, where, compile: (list: unknown, w: string) => compileStages(list, this, w) };
+  }
+
+  /** A model folder or reference, loaded once per reference and options so stages share its session. */
+  loadModel(ref: string, options: Record<string, unknown>, where: string): Promise<Scorer> {
     const key = JSON.stringify([ref, options]);
     let scorer = this.models.get(key);
     if (!scorer) {
-      scorer = this.loadModel(ref, options as ScorerOptions, where);
+      scorer = this.openModel(ref, options as ScorerOptions, where);
       this.models.set(key, scorer);
     }
     return scorer;
   }
 
-  private async loadModel(ref: string, options: ScorerOptions, where: string): Promise<Scorer> {
+  private async openModel(ref: string, options: ScorerOptions, where: string): Promise<Scorer> {
     try {
       const cacheDir = this.opts.embeddingCacheDir;
       return await loadScorer(await resolveModel(ref), cacheDir ? { cacheDir, ...options } : options);
@@ -184,16 +190,6 @@ export class WinnowEnv implements SpecEnv {
     await this.collection?.close();
     for (const s of this.models.values()) await (await s.catch(() => undefined))?.close?.();
   }
-}
-
-function bm25Params(options: Record<string, unknown>, where: string): Partial<Bm25Params> {
-  const params: Partial<Bm25Params> = {};
-  for (const [key, value] of Object.entries(options)) {
-    if (key === 'k') continue;
-    if ((key === 'k1' || key === 'b') && typeof value === 'number') params[key] = value;
-    else throw new WinnowError('bad_spec', `${where}: unknown BM25 option "${key}"`, 'BM25 takes k1 and b');
-  }
-  return params;
 }
 
 function corpusFile(p: string): string {

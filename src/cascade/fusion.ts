@@ -1,6 +1,10 @@
 import { WinnowError } from '../core/errors.js';
 import { retrievesCandidates, type Stage, type StageContext, type StageDescription } from '../core/stage.js';
 import { compareHits, type Hit, type Ranking } from '../core/types.js';
+import { registry } from '../core/registry.js';
+import { checkOptions } from '../core/suggest.js';
+import { num, str } from '../core/values.js';
+import { Pipeline } from './pipeline.js';
 
 /**
  * How several rankings of one query become one.
@@ -92,4 +96,35 @@ function minMax(hits: readonly Hit[]): (s: number) => number {
   }
   const span = hi - lo;
   return (s) => (span > 0 ? (s - lo) / span : 1);
+}
+
+/** `rrf: {k?, of: [[stages], [stages]]}`, `linear: {weights, normalize?, of}`, `union: {of}`. */
+for (const kind of ['rrf', 'linear', 'union'] as const) {
+  registry.defineStage(
+    kind,
+    async (raw, options, { where, compile }) => {
+      checkOptions(options, [], where, kind);
+      const at = `${where}.${kind}`;
+      if (!raw || typeof raw !== 'object') throw new WinnowError('bad_spec', `${at}: expected {of: [[stages], [stages]], ...}`);
+      const o = raw as Record<string, unknown>;
+      const { of, name, ...params } = o;
+      checkOptions(params, kind === 'rrf' ? ['k'] : kind === 'linear' ? ['weights', 'normalize'] : [], at, kind);
+      if (!Array.isArray(of)) throw new WinnowError('bad_spec', `${at}.of: expected a list of stage lists`);
+      const inputs: Stage[] = [];
+      for (let i = 0; i < of.length; i++) inputs.push(new Pipeline(await compile(of[i], `${at}.of[${i}]`)));
+      let method: FusionMethod;
+      if (kind === 'rrf') {
+        method = { kind, k: o.k === undefined ? 60 : num(o.k, `${at}.k`) };
+      } else if (kind === 'linear') {
+        if (!Array.isArray(o.weights)) throw new WinnowError('bad_spec', `${at}.weights: expected a list of numbers`);
+        const normalize = o.normalize ?? 'none';
+        if (normalize !== 'none' && normalize !== 'minmax') throw new WinnowError('bad_spec', `${at}.normalize: "none" or "minmax"`);
+        method = { kind, weights: o.weights.map((w, i) => num(w, `${at}.weights[${i}]`)), normalize };
+      } else {
+        method = { kind };
+      }
+      return new Fusion(name === undefined ? kind : str(name, `${at}.name`), inputs, method);
+    },
+    kind === 'rrf' ? 'reciprocal rank fusion of sub-cascades: `rrf: {k: 60, of: [[...], [...]]}`' : kind === 'linear' ? 'weighted sum of sub-cascades\' scores: `linear: {weights: [0.7, 0.3], normalize: minmax, of: [...]}`' : 'candidates of all sub-cascades, unfused: `union: {of: [...]}`',
+  );
 }

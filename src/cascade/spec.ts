@@ -1,25 +1,24 @@
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { WinnowError } from '../core/errors.js';
+import { type BuildContext, registry } from '../core/registry.js';
 import type { Stage } from '../core/stage.js';
-import { Rerank } from '../rerank/rerank.js';
-import type { Scorer } from '../rerank/scorer.js';
-import type { Retriever } from '../retrieve/retriever.js';
-import { parseCalibration } from './calibration.js';
-import { Threshold, TopK } from './cutoff.js';
-import { EarlyExit } from './early-exit.js';
-import { Fusion, type FusionMethod } from './fusion.js';
+import { didYouMean } from '../core/suggest.js';
+import type { WinnowEnv } from './env.js';
 import { Pipeline } from './pipeline.js';
+import '../builtins.js';
 
 /**
  * A cascade spec, as written in JSON or YAML:
  *
  * ```yaml
  * name: bm25-then-bm25
+ * plugins: [./my-stage.js]  # modules that register more stage kinds (paths from this file)
  * stages:
- *   - retrieve: bm25        # a retriever the environment knows
+ *   - retrieve: bm25        # a retriever the registry knows
  *     k: 1000
- *   - rerank: ./models/ce   # a scorer: a name or a model folder
+ *   - rerank: ./models/ce   # a scorer: a name, a model folder, a remote API
  *     name: ce
  *   - top: 100
  *   - threshold: 0.5
@@ -27,22 +26,20 @@ import { Pipeline } from './pipeline.js';
  *   - rrf: {k: 60, of: [[{retrieve: bm25, k: 100}], [{retrieve: dense, k: 100}]]}
  *   - earlyExit: {margin: 0.3, k: 1, calibration: {platt: {a: 1, b: 0}}, then: [{rerank: ce}]}
  * ```
- * Each stage is an object with exactly one of the keys below; everything else on it is an
- * option of that stage. Scorer and retriever names are resolved by the caller's `SpecEnv`,
+ * Each stage is an object with exactly one registered stage key (`core/registry.ts`);
+ * everything else on it is an option of that stage. Names resolve through the one registry,
  * so the same spec runs in `winnow eval`, `winnow serve` and library code.
  */
 export interface CascadeSpec {
   name?: string;
   stages: unknown[];
+  /** plugin modules, resolved against `base` */
+  plugins?: string[];
+  /** the folder relative plugin paths start from (the spec file's) */
+  base?: string;
 }
 
-/** Resolves the names a spec mentions to real retrievers and scorers. */
-export interface SpecEnv {
-  retriever(name: string, options: Record<string, unknown>, where: string): Promise<Retriever>;
-  scorer(ref: string, options: Record<string, unknown>, where: string): Promise<Scorer>;
-}
-
-const STAGE_KEYS = ['retrieve', 'rerank', 'top', 'threshold', 'rrf', 'linear', 'union', 'earlyExit'] as const;
+const SPEC_KEYS = ['name', 'stages', 'plugins'];
 
 export function loadSpecFile(file: string): CascadeSpec {
   let text: string;
@@ -58,106 +55,53 @@ export function loadSpecFile(file: string): CascadeSpec {
   } catch (e) {
     throw new WinnowError('bad_spec', `${file}: not valid YAML/JSON: ${(e as Error).message.split('\n')[0]}`);
   }
-  return checkSpec(raw, file);
+  return { ...checkSpec(raw, file), base: path.dirname(path.resolve(file)) };
 }
 
-export function checkSpec(raw: unknown, where: string): CascadeSpec {
-  if (!raw || typeof raw !== 'object' || !Array.isArray((raw as CascadeSpec).stages)) {
+/** Checks a spec's shape; `extraKeys` are other top-level keys the caller reads (serve's `serve:`). */
+export function checkSpec(raw: unknown, where: string, extraKeys: readonly string[] = []): CascadeSpec {
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw) || !Array.isArray((raw as CascadeSpec).stages)) {
     throw new WinnowError('bad_spec', `${where}: a spec is an object with a "stages" list`);
+  }
+  const known = [...SPEC_KEYS, ...extraKeys];
+  for (const key of Object.keys(raw)) {
+    if (!known.includes(key)) throw new WinnowError('bad_spec', `${where}: unknown key "${key}"${didYouMean(key, known)}`, `a spec has ${known.join(', ')}`);
   }
   const spec = raw as CascadeSpec;
   if (spec.stages.length === 0) throw new WinnowError('bad_spec', `${where}: "stages" is empty`);
+  if (spec.name !== undefined && (typeof spec.name !== 'string' || spec.name === '')) throw new WinnowError('bad_spec', `${where}: "name" is a non-empty string`);
+  if (spec.plugins !== undefined && (!Array.isArray(spec.plugins) || !spec.plugins.every((p) => typeof p === 'string' && p !== ''))) {
+    throw new WinnowError('bad_spec', `${where}: "plugins" is a list of module paths`);
+  }
   return spec;
 }
 
-export async function compileSpec(spec: CascadeSpec, env: SpecEnv, where = 'spec'): Promise<Pipeline> {
+export async function compileSpec(spec: CascadeSpec, env: WinnowEnv, where = 'spec'): Promise<Pipeline> {
+  for (const p of spec.plugins ?? []) await registry.loadPlugin(p, spec.base);
   return new Pipeline(await compileStages(spec.stages, env, `${where}: stages`), spec.name ?? 'pipeline');
 }
 
-async function compileStages(list: unknown, env: SpecEnv, where: string): Promise<Stage[]> {
+/** Compiles a list of stage entries (a spec's `stages`, a fusion input, CLI flags turned into entries). */
+export async function compileStages(list: unknown, env: WinnowEnv, where: string): Promise<Stage[]> {
   if (!Array.isArray(list) || list.length === 0) throw new WinnowError('bad_spec', `${where}: expected a non-empty list of stages`);
   const out: Stage[] = [];
   for (let i = 0; i < list.length; i++) out.push(await compileStage(list[i], env, `${where}[${i}]`));
   return out;
 }
 
-async function compileStage(raw: unknown, env: SpecEnv, where: string): Promise<Stage> {
+/** Compiles one stage entry (`{rerank: REF, name: ce}`), naming `where` in errors. */
+export async function compileStage(raw: unknown, env: WinnowEnv, where: string): Promise<Stage> {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new WinnowError('bad_spec', `${where}: a stage is an object`);
   const o = raw as Record<string, unknown>;
-  const kinds = STAGE_KEYS.filter((k) => k in o);
+  const keys = registry.stageKeys();
+  const kinds = Object.keys(o).filter((k) => keys.includes(k));
   if (kinds.length !== 1) {
-    throw new WinnowError(
-      'bad_spec',
-      `${where}: a stage needs exactly one of ${STAGE_KEYS.join(', ')}; found ${kinds.length ? kinds.join(', ') : Object.keys(o).join(', ') || 'nothing'}`,
-    );
+    const found = kinds.length ? kinds.join(', ') : Object.keys(o).join(', ') || 'nothing';
+    const typo = kinds.length === 0 ? Object.keys(o).map((k) => didYouMean(k, keys)).find(Boolean) ?? '' : '';
+    throw new WinnowError('bad_spec', `${where}: a stage needs exactly one of ${keys.join(', ')}; found ${found}${typo}`);
   }
   const kind = kinds[0];
   const { [kind]: value, ...options } = o;
-  switch (kind) {
-    case 'retrieve': {
-      const r = await env.retriever(str(value, `${where}.retrieve`), options, where);
-      return options.k === undefined ? r : r.withK(posInt(options.k, `${where}.k`));
-    }
-    case 'rerank': {
-      const { name, ...scorerOptions } = options;
-      const scorer = await env.scorer(str(value, `${where}.rerank`), scorerOptions, where);
-      return new Rerank(scorer, name === undefined ? undefined : str(name, `${where}.name`));
-    }
-    case 'top':
-      return new TopK(posInt(value, `${where}.top`));
-    case 'threshold': {
-      if (typeof value !== 'number') throw new WinnowError('bad_spec', `${where}.threshold: expected a number`);
-      const cal = options.calibration === undefined ? undefined : parseCalibration(options.calibration, `${where}.calibration`);
-      const minKeep = options.minKeep === undefined ? 0 : posInt(options.minKeep, `${where}.minKeep`);
-      return new Threshold(value, cal, minKeep);
-    }
-    case 'earlyExit':
-      return compileEarlyExit(value, env, `${where}.earlyExit`);
-    default:
-      return compileFusion(kind, value, env, `${where}.${kind}`);
-  }
-}
-
-/** `earlyExit: {margin, k?, calibration?, then: [stages]}` (see `EarlyExit`). */
-async function compileEarlyExit(raw: unknown, env: SpecEnv, where: string): Promise<Stage> {
-  if (!raw || typeof raw !== 'object') throw new WinnowError('bad_spec', `${where}: expected {margin: number, k?: n, calibration?: ..., then: [stages]}`);
-  const o = raw as Record<string, unknown>;
-  const then = await compileStages(o.then, env, `${where}.then`);
-  const cal = o.calibration === undefined ? undefined : parseCalibration(o.calibration, `${where}.calibration`);
-  return new EarlyExit(then, num(o.margin, `${where}.margin`), o.k === undefined ? 1 : posInt(o.k, `${where}.k`), cal);
-}
-
-async function compileFusion(kind: 'rrf' | 'linear' | 'union', raw: unknown, env: SpecEnv, where: string): Promise<Stage> {
-  if (!raw || typeof raw !== 'object') throw new WinnowError('bad_spec', `${where}: expected {of: [[stages], [stages]], ...}`);
-  const o = raw as Record<string, unknown>;
-  if (!Array.isArray(o.of)) throw new WinnowError('bad_spec', `${where}.of: expected a list of stage lists`);
-  const inputs: Stage[] = [];
-  for (let i = 0; i < o.of.length; i++) inputs.push(new Pipeline(await compileStages(o.of[i], env, `${where}.of[${i}]`)));
-  let method: FusionMethod;
-  if (kind === 'rrf') {
-    method = { kind, k: o.k === undefined ? 60 : num(o.k, `${where}.k`) };
-  } else if (kind === 'linear') {
-    if (!Array.isArray(o.weights)) throw new WinnowError('bad_spec', `${where}.weights: expected a list of numbers`);
-    const normalize = o.normalize ?? 'none';
-    if (normalize !== 'none' && normalize !== 'minmax') throw new WinnowError('bad_spec', `${where}.normalize: "none" or "minmax"`);
-    method = { kind, weights: o.weights.map((w, i) => num(w, `${where}.weights[${i}]`)), normalize };
-  } else {
-    method = { kind };
-  }
-  return new Fusion(o.name === undefined ? kind : str(o.name, `${where}.name`), inputs, method);
-}
-
-function str(v: unknown, where: string): string {
-  if (typeof v !== 'string' || v === '') throw new WinnowError('bad_spec', `${where}: expected a non-empty string`);
-  return v;
-}
-
-function num(v: unknown, where: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new WinnowError('bad_spec', `${where}: expected a number`);
-  return v;
-}
-
-function posInt(v: unknown, where: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new WinnowError('bad_spec', `${where}: expected a positive integer`);
-  return v;
+  const ctx: BuildContext = { env, where, compile: (list, w) => compileStages(list, env, w) };
+  return (registry.stage(kind) as NonNullable<ReturnType<typeof registry.stage>>)(value, options, ctx);
 }

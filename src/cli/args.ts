@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { WinnowError } from '../core/errors.js';
+import { registry } from '../core/registry.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -28,4 +29,11 @@ export function numFlag(value: string | undefined, name: string): number | undef
   const n = Number(value);
   if (!Number.isFinite(n)) throw new WinnowError('usage', `--${name} must be a number, got "${value}"`);
   return n;
+}
+
+/** `--plugin FILE` (repeatable): modules that register more kinds of stage before a spec compiles. */
+export const PLUGIN_FLAG = { plugin: { type: 'string', multiple: true } } as const;
+
+export async function loadPlugins(files: string[] | undefined): Promise<void> {
+  for (const f of files ?? []) await registry.loadPlugin(f);
 }

@@ -3,8 +3,9 @@ import path from 'node:path';
 import { ScoreCache } from '../cascade/cache.js';
 import { WinnowEnv } from '../cascade/env.js';
 import { Pipeline } from '../cascade/pipeline.js';
-import { compileSpec, loadSpecFile } from '../cascade/spec.js';
+import { compileSpec, compileStage, loadSpecFile } from '../cascade/spec.js';
 import { WinnowError } from '../core/errors.js';
+import type { Stage } from '../core/stage.js';
 import type { Doc, Query } from '../core/types.js';
 import { runExperiment, type ExperimentResult } from '../eval/experiment.js';
 import { checkQrels, loadBeir, readQrelsTsv } from '../eval/io/beir.js';
@@ -14,13 +15,12 @@ import { readLines } from '../eval/io/lines.js';
 import type { Qrels } from '../eval/metrics.js';
 import { formatExperiment } from '../eval/table.js';
 import { winnowHome } from '../models/cache.js';
-import { Rerank } from '../rerank/rerank.js';
-import { intFlag, parseFlags } from './args.js';
+import { intFlag, loadPlugins, parseFlags, PLUGIN_FLAG } from './args.js';
 
 export const EVAL_USAGE = `usage: winnow eval (--dataset DIR [--split test] | --queries FILE [--qrels FILE] [--corpus FILE])
                    [--collection NAME] [--first-pass bm25|dense|hybrid|none] [--first-k 1000]
                    [--stage1-model REF] [--stage2-model REF] [--pool-size 100] [--final-k 10]
-                   [--spec FILE] [--json FILE] [--run FILE] [--cache-entries N]
+                   [--spec FILE] [--plugin FILE] [--json FILE] [--run FILE] [--cache-entries N]
                    [--index FILE] [--index-cache DIR]
 
   --dataset DIR       BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)
@@ -29,6 +29,8 @@ export const EVAL_USAGE = `usage: winnow eval (--dataset DIR [--split test] | --
   --corpus FILE       corpus.jsonl for the first pass and for document text
   --collection NAME   a collection made by winnow index (name or path): first pass and text
                       come from it instead of the corpus
+  --plugin FILE       a module that registers more kinds of stage (repeatable; see
+                      docs/architecture.md); its names work in --spec and the flags below
   --first-pass NAME   bm25 (default with a corpus), dense or hybrid (BM25 + dense, RRF k=60;
                       need a collection with a model), or none (rerank the given candidates)
   --first-k K         candidates the first pass retrieves (default 1000)
@@ -65,6 +67,7 @@ const FLAGS = {
   'index-cache': { type: 'string' },
   index: { type: 'string' },
   'embedding-cache': { type: 'string' },
+  ...PLUGIN_FLAG,
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -79,12 +82,10 @@ export interface EvalInputs {
   warnings: string[];
 }
 
-const FIRST_PASSES = ['bm25', 'dense', 'hybrid', 'none'] as const;
-export type FirstPass = (typeof FIRST_PASSES)[number];
-
 /** The cascade the stage flags describe: first pass, stage 1 (cut to the pool), stage 2, final cut. */
 export interface CascadeFlags {
-  firstPass: FirstPass;
+  /** a registered retriever (`bm25`, `dense`, `hybrid`, a plugin's), or `none` */
+  firstPass: string;
   firstK: number;
   stage1?: string;
   stage2?: string;
@@ -115,6 +116,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   if (inputs.corpus || inputs.collection) inputs.warnings.push(...checkQrels(inputs.qrels, new Set(inputs.qrels.keys()), { has: (id) => env.lookup.get(id) !== undefined }));
   for (const w of inputs.warnings) process.stderr.write(`warning: ${w}\n`);
 
+  await loadPlugins(values.plugin);
   const pipeline = values.spec
     ? await compileSpec(loadSpecFile(values.spec), env, values.spec)
     : await cascadeFromFlags(
@@ -145,21 +147,22 @@ export async function evalCommand(args: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * The cascade the stage flags describe, as the spec entries they stand for: each flag's value
+ * resolves through the registry exactly as the same name in a spec file would.
+ */
 export async function cascadeFromFlags(flags: CascadeFlags, env: WinnowEnv): Promise<Pipeline> {
-  let p = new Pipeline([]);
-  if (flags.firstPass !== 'none') p = p.andThen(await env.retriever(flags.firstPass, {}, '--first-pass')).top(flags.firstK);
-  if (flags.stage1) {
-    const [name1, name2] = flags.names ?? ['stage1', 'stage2'];
-    p = p.andThen(new Rerank(await env.scorer(flags.stage1, {}, '--stage1-model'), name1));
-    if (flags.stage2) {
-      p = p.top(flags.poolSize).andThen(new Rerank(await env.scorer(flags.stage2, {}, '--stage2-model'), name2));
-    }
-    p = p.top(flags.finalK);
-  } else if (flags.stage2) {
-    throw new WinnowError('usage', '--stage2-model needs --stage1-model', 'use --stage1-model for a single rerank stage');
-  }
-  if (p.stages.length === 0) p = p.top(flags.finalK); // nothing to run: evaluate the given candidate order
-  return p;
+  if (flags.stage2 && !flags.stage1) throw new WinnowError('usage', '--stage2-model needs --stage1-model', 'use --stage1-model for a single rerank stage');
+  const [name1, name2] = flags.names ?? ['stage1', 'stage2'];
+  const entries: [Record<string, unknown>, string][] = [];
+  if (flags.firstPass !== 'none') entries.push([{ retrieve: flags.firstPass, k: flags.firstK }, '--first-pass']);
+  if (flags.stage1) entries.push([{ rerank: flags.stage1, name: name1 }, '--stage1-model']);
+  if (flags.stage2) entries.push([{ top: flags.poolSize }, '--pool-size'], [{ rerank: flags.stage2, name: name2 }, '--stage2-model']);
+  // With rerank stages, or with nothing to run (evaluate the given candidate order), cut to final-k.
+  if (flags.stage1 || entries.length === 0) entries.push([{ top: flags.finalK }, '--final-k']);
+  const stages: Stage[] = [];
+  for (const [entry, where] of entries) stages.push(await compileStage(entry, env, where));
+  return new Pipeline(stages);
 }
 
 export function embeddingCacheFlag(value: string | undefined): string | undefined {
@@ -167,14 +170,10 @@ export function embeddingCacheFlag(value: string | undefined): string | undefine
   return value ?? path.join(winnowHome(), 'embeddings');
 }
 
-function firstPassFlag(value: string | undefined, inputs: EvalInputs): FirstPass {
-  const v = (value ?? (inputs.candidates ? 'none' : 'bm25')) as FirstPass;
-  if (!FIRST_PASSES.includes(v)) throw new WinnowError('usage', `--first-pass must be one of ${FIRST_PASSES.join(', ')}, got "${v}"`);
+function firstPassFlag(value: string | undefined, inputs: EvalInputs): string {
+  const v = value ?? (inputs.candidates ? 'none' : 'bm25');
   if (v === 'bm25' && !inputs.corpus && !inputs.collection && !inputs.docs?.size) {
     throw new WinnowError('usage', 'a BM25 first pass needs a corpus', 'give --dataset, --corpus or --collection, or --first-pass none with candidates');
-  }
-  if ((v === 'dense' || v === 'hybrid') && !inputs.collection) {
-    throw new WinnowError('usage', `a ${v} first pass needs a collection with vectors`, 'build one with winnow index NAME --corpus DIR --model REF, then pass --collection NAME');
   }
   return v;
 }

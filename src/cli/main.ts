@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { WinnowError } from '../core/errors.js';
 import { demoCommand } from './demo.js';
-import { WinnowEnv } from '../cascade/env.js';
 import { evalCommand } from './eval.js';
 import { indexCommand } from './index-cmd.js';
 import { modelsCommand } from './models.js';
@@ -17,12 +16,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   eval: { run: evalCommand, summary: 'evaluate a cascade on a labelled query set (quality and per-stage latency)' },
   index: { run: indexCommand, summary: 'create or update a collection (BM25, vectors, HNSW) with add, update, delete' },
   search: {
-    // rerank stages of a --spec resolve their models like everywhere else, through one
-    // environment so stages naming the same model share its session
-    run: (args) => {
-      let env: Promise<WinnowEnv> | undefined;
-      return searchCommand(args, async (ref, o, w) => (await (env ??= WinnowEnv.create({}))).scorer(ref, o, w));
-    },
+    run: searchCommand,
     summary: 'search a collection and print hits with the score of every stage',
   },
   tune: { run: tuneCommand, summary: 'choose cut-offs for a latency budget from recall curves; calibrate, fuse, early exit' },

@@ -8,16 +8,17 @@ import type { Collection } from '../retrieve/collection/collection.js';
 import { collectionRetriever, openCollection } from '../retrieve/collection/env.js';
 import { HybridRetriever } from '../retrieve/collection/stages.js';
 import type { Retriever } from '../retrieve/retriever.js';
-import type { Scorer } from '../rerank/scorer.js';
-import { intFlag, numFlag, parseFlags } from './args.js';
+import { intFlag, loadPlugins, numFlag, parseFlags, PLUGIN_FLAG } from './args.js';
+import { WinnowEnv } from '../cascade/env.js';
 
 const USAGE = `usage: winnow search NAME "query" [--first-pass bm25|dense|hybrid] [--k 10]
-                     [--fusion rrf|union] [--rrf-k 60] [--depth 100] [--ef-search N] [--spec FILE] [--json]
+                     [--fusion rrf|union] [--rrf-k 60] [--depth 100] [--ef-search N] [--spec FILE] [--plugin FILE] [--json]
 
 Searches a collection made by \`winnow index\`. --first-pass defaults to hybrid when the
 collection has vectors, else bm25. --depth is how deep each first pass goes before fusion.
 --spec runs a cascade spec whose \`retrieve:\` stages (bm25, dense, hybrid) use the collection;
-rerank stages take model folders, model references and remote APIs, as in winnow eval.`;
+rerank stages take model folders, model references and remote APIs, as in winnow eval.
+--plugin loads a module that registers more kinds of stage (repeatable; docs/architecture.md).`;
 
 const FLAGS = {
   'first-pass': { type: 'string' },
@@ -27,18 +28,13 @@ const FLAGS = {
   depth: { type: 'string' },
   'ef-search': { type: 'string' },
   spec: { type: 'string' },
+  ...PLUGIN_FLAG,
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-/**
- * Resolves rerank refs in `--spec` files; main.ts passes `WinnowEnv`'s, so `winnow search --spec`
- * reranks like `winnow eval` without this module loading models itself.
- */
-export type ScorerResolver = (ref: string, options: Record<string, unknown>, where: string) => Promise<Scorer>;
-
 /** `winnow search`: top hits of a collection with each stage's score, for a person to read. */
-export async function searchCommand(args: string[], scorers?: ScorerResolver): Promise<number> {
+export async function searchCommand(args: string[]): Promise<number> {
   const { values: v, positionals } = parseFlags(args, FLAGS, USAGE);
   if (v.help) {
     console.log(USAGE);
@@ -53,18 +49,11 @@ export async function searchCommand(args: string[], scorers?: ScorerResolver): P
   try {
     let stage: Stage;
     if (v.spec) {
-      stage = await compileSpec(loadSpecFile(v.spec), {
-        retriever: async (rname, options, where) => {
-          const r = collectionRetriever(c, rname, options, where);
-          if (!r) throw new WinnowError('bad_spec', `${where}: unknown retriever "${rname}"`, 'a collection offers bm25, dense and hybrid');
-          return r;
-        },
-        scorer: async (ref, options, where) => {
-          if (!scorers) throw new WinnowError('bad_spec', `${where}: rerank stages need a scorer environment; run through winnow's CLI`);
-          return scorers(ref, options, where);
-        },
-      }, v.spec);
-      stage = (stage as Pipeline).top(k);
+      // The spec's names resolve through the registry, with this collection as the documents.
+      const env = await WinnowEnv.create({});
+      env.collection = c;
+      await loadPlugins(v.plugin);
+      stage = (await compileSpec(loadSpecFile(v.spec), env, v.spec)).top(k);
     } else {
       stage = Pipeline.of(firstPass(c, v['first-pass'], v.fusion, v['rrf-k'], v.depth === undefined ? Math.max(k, 100) : intFlag(v.depth, 'depth', 100), k)).top(k);
     }

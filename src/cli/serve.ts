@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { WinnowError } from '../core/errors.js';
 import { WinnowEnv } from '../cascade/env.js';
@@ -6,7 +7,7 @@ import type { Pipeline } from '../cascade/pipeline.js';
 import { checkSpec, compileSpec, type CascadeSpec } from '../cascade/spec.js';
 import { withBatching } from '../serve/batcher.js';
 import { createServer, type ServeLimits } from '../serve/server.js';
-import { intFlag, parseFlags } from './args.js';
+import { intFlag, loadPlugins, parseFlags, PLUGIN_FLAG } from './args.js';
 
 const USAGE = `usage: winnow serve --spec cascade.yaml [options]
   --spec FILE           cascade spec (YAML/JSON): {name?, stages} or {cascades: {name: {stages}}}, optional serve: section
@@ -24,7 +25,8 @@ const USAGE = `usage: winnow serve --spec cascade.yaml [options]
   --max-query-chars N   characters per query (default 4096)
   --max-body-bytes N    request body size (default 10485760)
   --deadline-ms N       default time budget per request (default 30000)
-  --keys-file F         bearer tokens, one per line (or WINNOW_API_KEYS=k1,k2)`;
+  --keys-file F         bearer tokens, one per line (or WINNOW_API_KEYS=k1,k2)
+  --plugin FILE         a module that registers more kinds of stage (repeatable; also plugins: in the spec)`;
 
 /** `serve:` keys of a spec file, as written there, and the flag or limit each one sets. */
 const SERVE_KEYS: Record<string, string> = {
@@ -62,16 +64,23 @@ export function loadServeSpec(file: string): ServeSpecFile {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new WinnowError('bad_spec', `${file}: a spec is an object with "stages" or "cascades"`);
   const o = raw as Record<string, unknown>;
   const cascades = new Map<string, CascadeSpec>();
-  if (o.cascades !== undefined) {
-    if (!o.cascades || typeof o.cascades !== 'object' || Array.isArray(o.cascades)) {
+  const base = path.dirname(path.resolve(file));
+  const { cascades: named, serve: _serve, ...rest } = o;
+  if (named !== undefined) {
+    if (!named || typeof named !== 'object' || Array.isArray(named)) {
       throw new WinnowError('bad_spec', `${file}: "cascades" maps names to {stages: [...]}`);
     }
-    if (o.stages !== undefined) throw new WinnowError('bad_spec', `${file}: give "stages" or "cascades", not both`);
-    for (const [name, spec] of Object.entries(o.cascades)) cascades.set(name, { ...checkSpec(spec, `${file}: cascades.${name}`), name });
+    // Besides cascades and serve, the file may name plugins for all its cascades.
+    const shared = checkSpec({ ...rest, stages: [{}] }, file, ['serve', 'cascades']);
+    if (rest.stages !== undefined) throw new WinnowError('bad_spec', `${file}: give "stages" or "cascades", not both`);
+    for (const [name, spec] of Object.entries(named)) {
+      const c = checkSpec(spec, `${file}: cascades.${name}`);
+      cascades.set(name, { ...c, name, base, plugins: [...(shared.plugins ?? []), ...(c.plugins ?? [])] });
+    }
     if (cascades.size === 0) throw new WinnowError('bad_spec', `${file}: "cascades" is empty`);
   } else {
-    const spec = checkSpec(o, file);
-    cascades.set(spec.name ?? 'default', { name: spec.name ?? 'default', stages: spec.stages });
+    const spec = checkSpec(rest, file);
+    cascades.set(spec.name ?? 'default', { ...spec, name: spec.name ?? 'default', base });
   }
   const settings: Record<string, string> = {};
   if (o.serve !== undefined) {
@@ -113,6 +122,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       'max-wait-ms': { type: 'string' },
       queue: { type: 'string' },
       'no-batching': { type: 'boolean' },
+      ...PLUGIN_FLAG,
       'max-docs': { type: 'string' },
       'max-doc-chars': { type: 'string' },
       'max-query-chars': { type: 'string' },
@@ -131,7 +141,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   if (typeof values.spec !== 'string') throw new WinnowError('usage', 'serve needs --spec FILE', USAGE);
   const { cascades: specs, settings } = loadServeSpec(values.spec);
   // a flag on the command line wins over the spec's serve: settings
-  const given: Record<string, string | boolean | undefined> = values;
+  const given: Record<string, string | string[] | boolean | undefined> = values;
   const flag = (name: string): string | undefined => (typeof given[name] === 'string' ? (given[name] as string) : settings[name]);
 
   const limits: ServeLimits = {
@@ -150,6 +160,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const host = flag('host') ?? '127.0.0.1';
   const apiKeys = readKeys(flag('keys-file'));
 
+  await loadPlugins(values.plugin);
   const base = await WinnowEnv.create({ corpus: flag('corpus'), progress: false });
   const batched = values['no-batching'] ? undefined : withBatching(base, batching);
   const env = batched?.env ?? base;

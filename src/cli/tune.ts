@@ -11,7 +11,7 @@ import { MIN_CALIBRATION_PAIRS, MIN_CALIBRATION_POSITIVES } from '../eval/tune/c
 import { fnv1a } from '../eval/tune/random.js';
 import type { StageCost } from '../eval/tune/pool.js';
 import { type PlanSummary, runTune, type TuneResult } from '../eval/tune/tune.js';
-import { intFlag, numFlag, parseFlags } from './args.js';
+import { intFlag, loadPlugins, numFlag, parseFlags, PLUGIN_FLAG } from './args.js';
 import { embeddingCacheFlag, writeJson } from './eval.js';
 
 export const TUNE_USAGE = `usage: winnow tune --dataset DIR --spec FILE --budget-ms MS [--budget-stat p50|p95]
@@ -58,6 +58,7 @@ and written to --json, and no spec is written).`;
 const FLAGS = {
   dataset: { type: 'string' },
   spec: { type: 'string' },
+  ...PLUGIN_FLAG,
   'budget-ms': { type: 'string' },
   'budget-stat': { type: 'string', default: 'p95' },
   'tune-split': { type: 'string' },
@@ -145,6 +146,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
   if (epsilon < 0 || epsilon >= 1) throw new WinnowError('usage', `--epsilon must be in [0, 1), got ${epsilon}`);
   const loss = numFlag(values['early-exit-loss'], 'early-exit-loss') ?? 0.005;
   if (loss < 0 || loss >= 1) throw new WinnowError('usage', `--early-exit-loss must be in [0, 1), got ${loss}`);
+  await loadPlugins(values.plugin);
   const spec = loadSpecFile(values.spec);
   const splits = await loadSplits(values.dataset, values['tune-split'], values['test-split'] ?? 'test');
   const env = await WinnowEnv.create({

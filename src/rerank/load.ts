@@ -4,6 +4,7 @@ import { BiEncoder, type BiEncoderOptions } from './bi-encoder.js';
 import { CrossEncoder, type CrossEncoderOptions } from './cross-encoder.js';
 import { LateInteraction, type LateInteractionOptions } from './late-interaction.js';
 import type { Scorer } from './scorer.js';
+import { registry } from '../core/registry.js';
 
 export type ScorerOptions = CrossEncoderOptions & BiEncoderOptions & LateInteractionOptions;
 
@@ -29,3 +30,8 @@ export async function loadScorer(folder: string, options: ScorerOptions = {}): P
       );
   }
 }
+
+registry.defineScorerFallback(
+  (ref, options, { env, where }) => env.loadModel(ref, options, where),
+  'a model folder or reference (org/name, hf:, maven:group:artifact, pypi:package): cross-encoder, bi-encoder or late interaction by what the folder holds',
+);

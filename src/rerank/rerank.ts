@@ -3,6 +3,8 @@ import type { Stage, StageContext, StageDescription } from '../core/stage.js';
 import { CACHE_HITS, CACHE_MISSES, PAIRS } from '../core/costs.js';
 import { compareHits, type Doc, type Hit, type Ranking, type ScoreKind } from '../core/types.js';
 import type { Scorer } from './scorer.js';
+import { registry } from '../core/registry.js';
+import { str } from '../core/values.js';
 
 /**
  * Turns a pointwise scorer into a stage: looks up document text, serves cached scores,
@@ -93,3 +95,13 @@ export async function lookupDoc(hit: Hit, ctx: StageContext, stage: string): Pro
 export function checkScoreCount(stage: string, got: number, asked: number): void {
   if (got !== asked) throw new WinnowError('model_error', `${stage}: scorer returned ${got} scores for ${asked} documents`);
 }
+
+registry.defineStage(
+  'rerank',
+  async (value, options, { env, where }) => {
+    const { name, ...scorerOptions } = options;
+    const scorer = await env.scorer(str(value, `${where}.rerank`), scorerOptions, where);
+    return new Rerank(scorer, name === undefined ? undefined : str(name, `${where}.name`));
+  },
+  'rescore hits with a pointwise scorer (a name, a model folder or reference, a remote API): `rerank: REF, name: ce, ...options`',
+);

@@ -1,6 +1,9 @@
 import type { Stage, StageContext, StageDescription } from '../core/stage.js';
 import { compareHits, type Hit, type Query, type Ranking, type ScoreKind } from '../core/types.js';
 import { TopK } from '../cascade/cutoff.js';
+import { registry } from '../core/registry.js';
+import { posInt, str } from '../core/values.js';
+import { Pipeline } from '../cascade/pipeline.js';
 
 /** Depth a retriever goes to when no cut-off follows it (PyTerrier and trec_eval runs use 1000). */
 export const DEFAULT_RETRIEVE_K = 1000;
@@ -51,3 +54,17 @@ export abstract class Retriever implements Stage {
     return out;
   }
 }
+
+registry.defineStage(
+  'retrieve',
+  async (value, options, ctx) => {
+    const ref = str(value, `${ctx.where}.retrieve`);
+    const { k, ...rest } = options;
+    const r = await ctx.env.retriever(ref, rest, ctx.where);
+    if (k === undefined) return r;
+    const cut = new TopK(posInt(k, `${ctx.where}.k`));
+    // A retriever that cannot take a depth still returns k hits, with a cut-off after it.
+    return r.absorb?.(cut) ?? new Pipeline([r, cut], r.name);
+  },
+  'fetch candidates (ignores the hits it is given): `retrieve: bm25, k: 1000`',
+);

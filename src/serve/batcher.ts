@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { WinnowError } from '../core/errors.js';
 import { Costs } from '../core/costs.js';
 import type { Doc, ScoreKind } from '../core/types.js';
-import type { SpecEnv } from '../cascade/spec.js';
+import type { WinnowEnv } from '../cascade/env.js';
 import type { Scorer } from '../rerank/scorer.js';
 import type { Cancellation } from './cancel.js';
 
@@ -288,24 +288,18 @@ export class BatchingScorer implements Scorer {
 }
 
 /**
- * A SpecEnv whose scorers are wrapped in batchers, one per distinct scorer id, so a model used
- * by several served cascades shares one queue and one batch stream.
+ * Wraps the environment's scorers in batchers, one per distinct scorer id, so a model used by
+ * several served cascades shares one queue and one batch stream.
  */
-export function withBatching(env: SpecEnv, opts: BatcherOptions): { env: SpecEnv; batchers: Map<string, BatchingScorer> } {
+export function withBatching(env: WinnowEnv, opts: BatcherOptions): { env: WinnowEnv; batchers: Map<string, BatchingScorer> } {
   const batchers = new Map<string, BatchingScorer>();
-  return {
-    batchers,
-    env: {
-      retriever: (name, options, where) => env.retriever(name, options, where),
-      async scorer(ref, options, where) {
-        const s = await env.scorer(ref, options, where);
-        let b = batchers.get(s.id);
-        if (!b) {
-          b = new BatchingScorer(s, opts);
-          batchers.set(s.id, b);
-        }
-        return b;
-      },
-    },
-  };
+  env.wrapScorers((s) => {
+    let b = batchers.get(s.id);
+    if (!b) {
+      b = new BatchingScorer(s, opts);
+      batchers.set(s.id, b);
+    }
+    return b;
+  });
+  return { env, batchers };
 }

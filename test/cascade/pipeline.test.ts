@@ -4,7 +4,9 @@ import { ScoreCache } from '../../src/cascade/cache.js';
 import { Threshold, TopK } from '../../src/cascade/cutoff.js';
 import { Fusion } from '../../src/cascade/fusion.js';
 import { Pipeline, then } from '../../src/cascade/pipeline.js';
-import { compileSpec, type SpecEnv } from '../../src/cascade/spec.js';
+import { checkSpec, compileSpec } from '../../src/cascade/spec.js';
+import { WinnowEnv } from '../../src/cascade/env.js';
+import { registry } from '../../src/core/registry.js';
 import { WinnowError } from '../../src/core/errors.js';
 import { Costs } from '../../src/core/costs.js';
 import type { StageDescription, TraceRow } from '../../src/core/stage.js';
@@ -82,10 +84,9 @@ test('fluent and functional composition compile to the same stages', () => {
 
 test('a spec compiles to the same pipeline as the fluent API', async () => {
   const scorer = new NumberScorer();
-  const env: SpecEnv = {
-    retriever: async (name) => new ListRetriever(list, undefined, name),
-    scorer: async () => scorer,
-  };
+  registry.defineRetriever('list', () => new ListRetriever(list), 'test: a fixed list');
+  registry.defineScorer('num', () => scorer, 'test: the number in the text');
+  const env = await WinnowEnv.create({});
   const spec = { stages: [{ retrieve: 'list', k: 4 }, { rerank: 'num' }, { top: 2 }] };
   const fromSpec = await compileSpec(spec, env);
   const fluent = Pipeline.of(new ListRetriever(list)).top(4).andThen(new Rerank(scorer)).top(2);
@@ -95,16 +96,20 @@ test('a spec compiles to the same pipeline as the fluent API', async () => {
 });
 
 test('bad specs fail with a message naming the place', async () => {
-  const env: SpecEnv = { retriever: async () => new ListRetriever(list), scorer: async () => new NumberScorer() };
+  const env = await WinnowEnv.create({});
   const bad: [unknown, RegExp][] = [
     [{ stages: [{ top: 0 }] }, /stages\[0\]\.top: expected a positive integer/],
     [{ stages: [{ top: 2, rerank: 'x' }] }, /exactly one of/],
     [{ stages: [{ frobnicate: 1 }] }, /exactly one of .*found frobnicate/],
-    [{ stages: [{ rrf: { of: [[{ retrieve: 'a' }]] } }] }, /at least two pipelines/],
-    [{ stages: [{ linear: { weights: [1], of: [[{ retrieve: 'a' }], [{ retrieve: 'b' }]] } }] }, /2 pipelines but 1 weights/],
+    [{ stages: [{ rerankk: 'x' }] }, /found rerankk; did you mean "rerank"\?/],
+    [{ stages: [{ top: 2, keep: 3 }] }, /unknown top option "keep"/],
+    [{ stages: [{ retrieve: 'lst' }] }, /unknown retriever "lst"; did you mean "list"\?/],
+    [{ stages: [{ top: 2 }], stagse: [] }, /unknown key "stagse"; did you mean "stages"\?/],
+    [{ stages: [{ rrf: { of: [[{ retrieve: 'list' }]] } }] }, /at least two pipelines/],
+    [{ stages: [{ linear: { weights: [1], of: [[{ retrieve: 'list' }], [{ retrieve: 'list' }]] } }] }, /2 pipelines but 1 weights/],
   ];
   for (const [spec, msg] of bad) {
-    await assert.rejects(compileSpec(spec as never, env), (e: unknown) => e instanceof WinnowError && e.code === 'bad_spec' && msg.test(e.message));
+    await assert.rejects(async () => compileSpec(checkSpec(spec, 'spec'), env), (e: unknown) => e instanceof WinnowError && e.code === 'bad_spec' && msg.test(e.message));
   }
 });
 

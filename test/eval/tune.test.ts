@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import { calibrate, parseCalibration } from '../../src/cascade/calibration.js';
 import { EarlyExit } from '../../src/cascade/early-exit.js';
 import { compileSpec } from '../../src/cascade/spec.js';
-import type { SpecEnv } from '../../src/cascade/spec.js';
+import { WinnowEnv } from '../../src/cascade/env.js';
+import { registry } from '../../src/core/registry.js';
 import { WinnowError } from '../../src/core/errors.js';
 import { docText, type Doc } from '../../src/core/types.js';
 import { runExperiment } from '../../src/eval/experiment.js';
@@ -189,14 +190,13 @@ test('tune: a stage with cached document embeddings is costed cold, not at dot-p
   const f = await cranfieldFixture();
   const warm = new FakeEmbedder();
   await warm.score('warm up', [...f.env.docs.values()]);
-  const envWith = (scorer: () => Scorer): SpecEnv => ({
-    retriever: (name, options, where) => f.env.retriever(name, options, where),
-    scorer: async () => scorer(),
-  });
-  const spec = { stages: [{ retrieve: 'bm25', k: 100 }, { rerank: 'fake', name: 'heavy' }] };
-  const common = { spec, docs: f.env.lookup, queries: f.tune.slice(0, 6), qrels: f.qrels, env: envWith(() => warm) };
+  // The same corpus in a second environment, standing for tune's cold one: its scorers are fresh.
+  const coldEnv = await WinnowEnv.create({ docs: f.env.docs });
+  registry.defineScorer('fake-embedder', (_ref, _options, { env }) => (env === coldEnv ? new FakeEmbedder() : warm), 'test: a bi-encoder stand-in');
+  const spec = { stages: [{ retrieve: 'bm25', k: 100 }, { rerank: 'fake-embedder', name: 'heavy' }] };
+  const common = { spec, docs: f.env.lookup, queries: f.tune.slice(0, 6), qrels: f.qrels, env: f.env };
   const pooled = await scorePools(common);
-  const cold = await scorePools({ ...common, coldEnv: envWith(() => new FakeEmbedder()), coldSample: { queries: 3 } });
+  const cold = await scorePools({ ...common, coldEnv, coldSample: { queries: 3 } });
   const p = pooled.stages[1];
   const c = cold.stages[1];
   assert.equal(p.cost.measured, 'pool');

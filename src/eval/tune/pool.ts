@@ -1,4 +1,5 @@
-import { compileSpec, type CascadeSpec, type SpecEnv } from '../../cascade/spec.js';
+import type { WinnowEnv } from '../../cascade/env.js';
+import { compileSpec, type CascadeSpec } from '../../cascade/spec.js';
 import { WinnowError } from '../../core/errors.js';
 import { Progress } from '../../core/progress.js';
 import { Costs } from '../../core/costs.js';
@@ -95,7 +96,7 @@ export interface Pools {
 
 export interface ScorePoolOptions {
   spec: CascadeSpec;
-  env: SpecEnv;
+  env: WinnowEnv;
   docs: DocLookup;
   queries: readonly Query[];
   qrels: Qrels;
@@ -108,7 +109,7 @@ export interface ScorePoolOptions {
    * embedding cache whose scorers have scored nothing yet. Without it, stages with a
    * document-side cache are costed from the (possibly warm) scoring pass.
    */
-  coldEnv?: SpecEnv;
+  coldEnv?: WinnowEnv;
   /** queries and documents per call of the cold sample (default 8 queries, 10 and 64 documents) */
   coldSample?: { queries?: number; smallDocs?: number; largeDocs?: number };
 }
@@ -338,7 +339,7 @@ function meanChars(docs: readonly Doc[], clip: number): number {
  */
 async function coldCost(
   entry: Record<string, unknown>,
-  env: SpecEnv,
+  env: WinnowEnv,
   inputs: readonly { query: Query; docs: Doc[] }[],
   sample: { smallDocs: number; largeDocs: number },
   clip: number,

@@ -1,5 +1,6 @@
 import { type Calibration, describeCalibration } from '../../cascade/calibration.js';
-import type { CascadeSpec, SpecEnv } from '../../cascade/spec.js';
+import type { WinnowEnv } from '../../cascade/env.js';
+import type { CascadeSpec } from '../../cascade/spec.js';
 import { WinnowError } from '../../core/errors.js';
 import type { DocLookup, Query } from '../../core/types.js';
 import type { Qrels } from '../metrics.js';
@@ -21,7 +22,7 @@ import { type Plan, type PlanEval, evaluatePlan, planLabel, runPlan, Scratch } f
 export interface TuneOptions {
   spec: CascadeSpec;
   specFile?: string;
-  env: SpecEnv;
+  env: WinnowEnv;
   docs: DocLookup;
   tune: { queries: readonly Query[]; qrels: Qrels; name: string };
   test: { queries: readonly Query[]; qrels: Qrels; name: string };
@@ -43,7 +44,7 @@ export interface TuneOptions {
    * with a document-side cache (see `scorePools`); without it they are costed from the
    * scoring pass, which with warm embeddings makes them look nearly free
    */
-  coldEnv?: SpecEnv;
+  coldEnv?: WinnowEnv;
   coldSample?: { queries?: number; smallDocs?: number; largeDocs?: number };
   /** how the splits were made, said in the report */
   splitNote?: string;

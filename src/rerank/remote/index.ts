@@ -9,6 +9,7 @@ import { teiScorer, type TeiOptions } from './tei.js';
 import { vllmScorer, type VllmOptions } from './vllm.js';
 import { voyageScorer, type VoyageOptions } from './voyage.js';
 import { winnowScorer, type WinnowRemoteOptions } from './winnow.js';
+import { registry } from '../../core/registry.js';
 
 export { RemoteScorer, type RemoteOptions, type WireFormat } from './base.js';
 export { HttpClient, RemoteError, type HttpOptions } from './http.js';
@@ -135,4 +136,8 @@ export function remoteScorer(ref: string, options: RemoteScorerOptions = {}): Sc
       return winnowScorer({ ...(options as WinnowRemoteOptions), baseUrl: base, cascade });
     }
   }
+}
+
+for (const [alias, provider] of Object.entries(ALIASES)) {
+  registry.defineScorer(alias, (ref, options) => remoteScorer(ref, options), alias === provider ? `the ${provider} rerank API: \`${alias}:MODEL_OR_URL\`` : `alias of ${provider}:`);
 }

@@ -1,3 +1,4 @@
+import { registry } from '../../core/registry.js';
 import { WinnowError } from '../../core/errors.js';
 import type { Embedder } from '../dense/embedder.js';
 import { loadEmbedder } from '../dense/load.js';
@@ -52,4 +53,15 @@ export function collectionRetriever(collection: Collection, name: string, option
     default:
       return undefined;
   }
+}
+
+for (const name of ['dense', 'hybrid'] as const) {
+  registry.defineRetriever(
+    name,
+    (_ref, options, { env, where }) => {
+      if (!env.collection) throw new WinnowError('bad_spec', `${where}: retrieve: ${name} needs a collection with vectors`, 'build one with winnow index NAME --model REF and pass --collection NAME');
+      return collectionRetriever(env.collection, name, options, where) as Retriever;
+    },
+    name === 'dense' ? "nearest neighbours of the query's embedding in the collection's HNSW graph" : 'BM25 + dense over the collection, fused: `fusion: rrf|union`, `rrfK`, `bm25K`, `denseK`',
+  );
 }
