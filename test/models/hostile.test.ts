@@ -259,6 +259,17 @@ test('hub: an --onnx path that leaves the model folder is refused without a requ
   await assertNothingKept();
 });
 
+test('hub: a downloaded modules.json whose pooling folder leaves the model folder is refused', async () => {
+  handler = (req, res) => {
+    const file = /^\/hub\/org\/tiny\/resolve\/main\/(.+)$/.exec(new URL(req.url ?? '/', base).pathname)?.[1];
+    if (file === 'modules.json') res.end(JSON.stringify([{ path: '../../../..', type: 'sentence_transformers.models.Pooling' }]));
+    else if (file && existsSync(path.join(TINY, file))) res.end(readFileSync(path.join(TINY, file)));
+    else { res.statusCode = 404; res.end(); }
+  };
+  await rejectsWith(pullModel('org/tiny'), 'bad_input', /pooling folder in modules\.json "\.\.\/\.\.\/\.\.\/\.\.\/config\.json"/);
+  await assertNothingKept();
+});
+
 test('model folder: a manifest onnx path or a modules.json pooling folder outside the folder is refused', () => {
   const dir = path.join(home, 'model');
   cpSync(path.resolve('test/fixtures/models/tiny-bert-bi'), dir, { recursive: true });
