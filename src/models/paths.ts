@@ -13,8 +13,8 @@ import { WinnowError } from '../core/errors.js';
 
 function unsafe(name: string, what: string, why: string): WinnowError {
   return new WinnowError('bad_input', `refusing ${what} ${JSON.stringify(name)}: ${why}`,
-    'names from a repository, an archive or a manifest must be relative paths that stay inside their folder; ' +
-      'the source is broken or hostile, so nothing was written for it');
+    'names from a repository, an archive, a manifest or a flag must be relative paths that stay inside their folder; ' +
+      'nothing was written for this one (a repository that sends such names is broken or hostile)');
 }
 
 /**
