@@ -150,7 +150,6 @@ test('checkQrels: counts unknown queries and documents', () => {
 
 test('scifact: 5183 docs, 300 test queries, 339 test judgements', async () => {
   const dir = path.resolve('../shared/datasets/scifact');
-  const start = Date.now();
   const ds = await loadBeir(dir, 'test', { checkDocs: true });
   assert.equal(ds.queries.length, 300);
   let pairs = 0;
@@ -164,5 +163,4 @@ test('scifact: 5183 docs, 300 test queries, 339 test judgements', async () => {
   assert.equal(corpus.stats.docs, 5183);
   assert.ok(n > 5000);
   assert.deepEqual(ds.warnings, []);
-  assert.ok(Date.now() - start < 10_000, `took ${Date.now() - start} ms`);
 });
