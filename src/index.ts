@@ -4,7 +4,7 @@ export * from './core/errors.js';
 export * from './core/stage.js';
 export * from './core/costs.js';
 export { Registry, registry, type BuildContext, type StageFactory, type RefFactory } from './core/registry.js';
-export { Pipeline, then, type Phase, type RunPolicy, type RunResult } from './cascade/pipeline.js';
+export { Pipeline, chain, type Phase, type RunPolicy, type RunResult } from './cascade/pipeline.js';
 export { TopK, Threshold } from './cascade/cutoff.js';
 export { Fusion, type FusionMethod } from './cascade/fusion.js';
 export { type Calibration, calibrate } from './cascade/calibration.js';

@@ -202,7 +202,11 @@ function countHits(batch: readonly Ranking[]): number {
   return n;
 }
 
-/** Functional composition: `then(a, b, c)` runs a, then b on its output, then c. */
-export function then(...stages: Stage[]): Pipeline {
+/**
+ * Functional composition: `chain(a, b, c)` runs a, then b on its output, then c. Not called
+ * `then`: a module exporting `then` is a thenable namespace, and `await import('winnow')`
+ * would call it and never resolve.
+ */
+export function chain(...stages: Stage[]): Pipeline {
   return new Pipeline(stages);
 }

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { ScoreCache } from '../../src/cascade/cache.js';
 import { Threshold, TopK } from '../../src/cascade/cutoff.js';
 import { Fusion } from '../../src/cascade/fusion.js';
-import { Pipeline, then } from '../../src/cascade/pipeline.js';
+import { Pipeline, chain } from '../../src/cascade/pipeline.js';
 import { checkSpec, compileSpec } from '../../src/cascade/spec.js';
 import { WinnowEnv } from '../../src/cascade/env.js';
 import { registry } from '../../src/core/registry.js';
@@ -78,7 +78,7 @@ test('fluent and functional composition compile to the same stages', () => {
   const r = new ListRetriever(list);
   const s = new Rerank(new NumberScorer());
   const a = Pipeline.of(r).top(4).andThen(s).top(2);
-  const b = then(then(r, new TopK(4)), s, new TopK(2));
+  const b = chain(chain(r, new TopK(4)), s, new TopK(2));
   assert.deepEqual(a.describe(), b.describe());
 });
 
@@ -194,4 +194,10 @@ test('the score cache evicts least recently used entries by count and by bytes',
 test('a reranker without document text fails clearly', async () => {
   const p = Pipeline.of(new ListRetriever([['zzz', 1]])).andThen(new Rerank(new NumberScorer()));
   await assert.rejects(run(p), (e: unknown) => e instanceof WinnowError && /no text for document "zzz"/.test(e.message));
+});
+
+test('the library can be imported dynamically: its namespace is not a thenable', async () => {
+  const lib = (await import('../../src/index.js')) as Record<string, unknown>;
+  assert.equal(typeof lib.Pipeline, 'function');
+  assert.equal('then' in lib, false);
 });
