@@ -62,8 +62,8 @@ function runWriter(script: string, dir: string, who: string, startAt: number): P
 test('writers racing after a crash: the stale lock is taken over once, every reported success is in the collection', async () => {
   const script = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'winnow-racer-')), 'writer.mjs');
   fs.writeFileSync(script, WRITER);
-  const WRITERS = 7;
-  const TRIALS = 12;
+  const WRITERS = 6;
+  const TRIALS = 10;
   for (let trial = 0; trial < TRIALS; trial++) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'winnow-race-'));
     const c = Collection.create(dir, { segmentDocs: 1000 });
