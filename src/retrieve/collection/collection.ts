@@ -205,11 +205,21 @@ export class Collection implements DocLookup {
 
   /** Opens the generation `manifest.json` names, checking every file it lists. */
   static open(dir: string, opts: OpenOptions = {}): Collection {
-    const manifest = readManifest(dir);
-    const c = new Collection(dir, manifest, opts);
-    c.checkEmbedder();
-    c.load();
-    return c;
+    for (let attempt = 0; ; attempt++) {
+      const manifest = readManifest(dir);
+      const c = new Collection(dir, manifest, opts);
+      c.checkEmbedder();
+      try {
+        c.load();
+        return c;
+      } catch (e) {
+        c.close();
+        // A writer that committed while we verified may have removed the old generation's
+        // files: that is a newer collection, not a damaged one.
+        const moved = e instanceof WinnowError && e.code === 'corrupt_index' && attempt < 3 && readManifest(dir).generation !== manifest.generation;
+        if (!moved) throw e;
+      }
+    }
   }
 
   get name(): string {

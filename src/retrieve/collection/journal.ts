@@ -15,6 +15,7 @@ const JOURNAL = /^gen-\d{6}\.journal$/;
  * the folder are never in a journal, so they are never touched.
  */
 export class Journal {
+  readonly file: string;
   private readonly fd: number;
   private readonly names: string[] = [];
 
@@ -26,8 +27,6 @@ export class Journal {
     this.fd = fs.openSync(path.join(dir, this.file), 'w');
     fsyncDir(dir);
   }
-
-  readonly file: string;
 
   /** Records files this write is about to create (with the temp names they are written under). */
   creating(...names: string[]): void {
