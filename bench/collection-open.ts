@@ -86,7 +86,10 @@ async function main(): Promise<void> {
     cold.push(time(() => Collection.open(DIR).close()));
     warm.push(time(() => Collection.open(DIR).close()));
   }
-  const med = (a: number[]): string => `${([...a].sort((x, y) => x - y)[a.length >> 1] / 1000).toFixed(2)} s`;
+  const med = (a: number[]): string => {
+    const m = [...a].sort((x, y) => x - y)[a.length >> 1];
+    return m < 1000 ? `${m.toFixed(1)} ms` : `${(m / 1000).toFixed(2)} s`;
+  };
   console.log(`\n${m.segments.reduce((n, s) => n + s.docs - s.deleted, 0)} documents, ${m.segments.length} segments, ${Object.keys(m.files).length} files, ${(bytes / 2 ** 20).toFixed(0)} MB; median of ${RUNS} runs; Node ${process.version}, ${os.cpus().length} cores, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
   console.log('| measure | cold (no verified.json: every byte hashed) | warm (verified.json vouches) |');
   console.log('|---|---|---|');

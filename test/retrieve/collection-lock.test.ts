@@ -15,9 +15,12 @@ const collectionModule = pathToFileURL(path.resolve(here, '../../src/retrieve/co
 const WRITER = `
 import { Collection } from ${JSON.stringify(collectionModule)};
 const [dir, who, startAt] = process.argv.slice(2);
-while (Date.now() < Number(startAt)) {}
 try {
   const c = Collection.open(dir, { lockTimeoutMs: 60000 });
+  // Everyone reaches the lock in the same millisecond: sleep, then spin the last stretch.
+  const rest = Number(startAt) - Date.now() - 20;
+  if (rest > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, rest);
+  while (Date.now() < Number(startAt)) {}
   const docs = Array.from({ length: 12 }, (_, j) => ({ id: who + '-' + j, text: 'race ' + who + ' words ' + j }));
   const r = await c.add(docs, { progress: false });
   c.close();
@@ -73,7 +76,7 @@ test('writers racing after a crash: the stale lock is taken over once, every rep
     const generation = readManifest(dir).generation;
     simulateCrash(dir, generation);
 
-    const startAt = Date.now() + 400;
+    const startAt = Date.now() + 1500;
     const results = await Promise.all(Array.from({ length: WRITERS }, (_, w) => runWriter(script, dir, `t${trial}w${w}`, startAt)));
     const won = results.map((r, w) => ({ ...r, who: `t${trial}w${w}` })).filter((r) => r.ok);
     for (const r of results) if (!r.ok) assert.equal(r.code, 'unavailable', `a writer may only fail by waiting too long: ${r.message}`);
