@@ -1,8 +1,8 @@
-import { existsSync, rmSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { WinnowError } from '../core/errors.js';
 import { readCorpus } from '../eval/io/beir.js';
-import { Collection, collectionDir, readManifest, type WriteReport } from '../retrieve/collection/collection.js';
+import { Collection, checkFiles, collectionDir, readManifest, repairCollection, type WriteReport } from '../retrieve/collection/collection.js';
 import { openCollection } from '../retrieve/collection/env.js';
 import type { AnnParams } from '../retrieve/dense/ann.js';
 import { loadEmbedder } from '../retrieve/dense/load.js';
@@ -15,12 +15,19 @@ const USAGE = `usage:
   winnow index NAME --update FILE|-
   winnow index NAME --delete ID [ID...]
   winnow index NAME --info
+  winnow index NAME --verify
+  winnow index NAME --repair
+Writes wait for another writer up to --lock-timeout SECONDS (default 30; 0 fails at once).
 
 NAME is a collection under $WINNOW_HOME/collections/ (default ~/.cache/winnow), or a path.
 Documents are BEIR corpus lines: {"_id", "title"?, "text"}; "-" reads them from stdin.
 --corpus creates the collection; --model REF adds document embeddings and an HNSW graph
 (REF: a model folder, a cached model reference, or hash:DIM for the test embedder).
-Every add, update or delete is one atomic commit: a reader never sees half of it.`;
+Every add, update or delete is one atomic commit: a reader never sees half of it.
+A collection owns its folder: it is created only in a new or empty folder, and it only ever
+deletes files it wrote. Every open checks each file's sha256 (cached by size, mtime, ctime and
+inode); --verify hashes everything again and lists each file; --repair rebuilds a lost or
+damaged manifest from the intact segments.`;
 
 const FLAGS = {
   corpus: { type: 'string' },
@@ -28,6 +35,9 @@ const FLAGS = {
   update: { type: 'string' },
   delete: { type: 'boolean' },
   info: { type: 'boolean' },
+  verify: { type: 'boolean' },
+  repair: { type: 'boolean' },
+  'lock-timeout': { type: 'string' },
   model: { type: 'string' },
   m: { type: 'string' },
   'ef-construction': { type: 'string' },
@@ -49,16 +59,26 @@ export async function indexCommand(args: string[]): Promise<number> {
   }
   const [name, ...ids] = positionals;
   if (!name) throw new WinnowError('usage', 'missing collection NAME', USAGE);
-  const actions = (['corpus', 'add', 'update', 'delete', 'info'] as const).filter((a) => v[a] !== undefined && v[a] !== false);
-  if (actions.length !== 1) throw new WinnowError('usage', 'give exactly one of --corpus, --add, --update, --delete, --info', USAGE);
+  const actions = (['corpus', 'add', 'update', 'delete', 'info', 'verify', 'repair'] as const).filter((a) => v[a] !== undefined && v[a] !== false);
+  if (actions.length !== 1) throw new WinnowError('usage', 'give exactly one of --corpus, --add, --update, --delete, --info, --verify, --repair', USAGE);
   const action = actions[0];
   if (ids.length > 0 && action !== 'delete') throw new WinnowError('usage', `unexpected arguments: ${ids.join(' ')}`, USAGE);
   const dir = collectionDir(name);
+  const lockTimeoutMs = v['lock-timeout'] === undefined ? undefined : seconds(v['lock-timeout'], 'lock-timeout') * 1000;
 
   if (action === 'info') {
-    const c = Collection.open(dir, { verify: 'size' });
+    const c = Collection.open(dir);
     printInfo(c);
     c.close();
+    return 0;
+  }
+  if (action === 'verify') return verifyCommand(dir);
+  if (action === 'repair') {
+    const r = repairCollection(dir, { timeoutMs: lockTimeoutMs });
+    for (const s of r.recovered) console.log(`recovered segment ${s.segment}: ${s.live} of ${s.docs} documents live (checked by ${s.how === 'seal' ? "its seal's sha256 and its structure" : 'its structure only: it has no seal'})`);
+    for (const s of r.skipped) console.log(`skipped ${s.file}: ${s.reason} (left in place)`);
+    if (r.duplicates) console.log(`${r.duplicates} older copies of ids found in more than one segment were left out (the newest copy is kept)`);
+    console.log(`${path.basename(dir)}: manifest rebuilt → generation ${r.generation}, ${r.documents} documents in ${r.recovered.length} segments`);
     return 0;
   }
   if (action === 'corpus') {
@@ -74,6 +94,7 @@ export async function indexCommand(args: string[]): Promise<number> {
     }
     const c = Collection.create(dir, {
       name: path.basename(dir),
+      lockTimeoutMs,
       embedder,
       // A folder path is recorded absolute so the collection finds its model from any directory.
       modelRef: v.model && existsSync(v.model) ? path.resolve(v.model) : v.model,
@@ -85,9 +106,10 @@ export async function indexCommand(args: string[]): Promise<number> {
     try {
       report = await c.add(readDocs(v.corpus!), { skipEmpty: v['skip-empty'], upsert: v.upsert, progress: true });
     } catch (e) {
-      // A failed first build leaves no half-made collection behind to trip the next attempt.
+      // A failed first build leaves no half-made collection behind to trip the next attempt;
+      // only the collection's own files go (create refused any folder with others in it).
       c.close();
-      rmSync(dir, { recursive: true, force: true });
+      Collection.remove(dir);
       throw e;
     }
     printReport(c, report, Date.now() - t0);
@@ -98,7 +120,7 @@ export async function indexCommand(args: string[]): Promise<number> {
     throw new WinnowError('not_found', `no collection "${name}" (${dir})`, 'create it first with `winnow index NAME --corpus FILE`');
   }
   readManifest(dir);
-  const c = await openCollection(dir, { verify: 'size' });
+  const c = await openCollection(dir, { lockTimeoutMs });
   const t0 = Date.now();
   let report: WriteReport;
   if (action === 'add') report = await c.add(readDocs(v.add!), { upsert: v.upsert, skipEmpty: v['skip-empty'], progress: true });
@@ -110,6 +132,32 @@ export async function indexCommand(args: string[]): Promise<number> {
   printReport(c, report, Date.now() - t0);
   c.close();
   return 0;
+}
+
+function seconds(value: string, flag: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new WinnowError('usage', `--${flag} needs a number of seconds >= 0, got "${value}"`);
+  return n;
+}
+
+/** Hashes every file of the current generation, ignoring the cache; non-zero exit on damage. */
+function verifyCommand(dir: string): number {
+  const m = readManifest(dir);
+  const checks = checkFiles(dir, m.files, false);
+  const bad = checks.filter((c) => c.status !== 'ok');
+  for (const c of checks) {
+    const status = c.status === 'ok' ? 'ok' : c.status === 'missing' ? 'MISSING' : c.status === 'size' ? `DAMAGED (${c.bytes} bytes, manifest says ${m.files[c.name].bytes})` : 'DAMAGED (sha256 differs from the manifest)';
+    console.log(`${c.name}: ${status}${c.status === 'ok' ? ` (${c.bytes} bytes)` : ''}`);
+  }
+  if (bad.length === 0) {
+    console.log(`${m.name}: generation ${m.generation}, all ${checks.length} files verified`);
+    return 0;
+  }
+  throw new WinnowError(
+    'corrupt_index',
+    `collection ${dir}: ${bad.length} of ${checks.length} files damaged or missing: ${bad.map((c) => c.name).join(', ')}`,
+    `\`winnow index ${dir} --repair\` rebuilds the manifest from the intact segments (damaged ones are left out); else restore the folder from a backup`,
+  );
 }
 
 function readDocs(source: string): AsyncIterable<import('../core/types.js').Doc> {

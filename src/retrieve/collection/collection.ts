@@ -1,63 +1,42 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { WinnowError } from '../../core/errors.js';
 import { Progress } from '../../core/progress.js';
 import type { Doc, DocLookup } from '../../core/types.js';
-import { Bm25Index } from '../bm25/index.js';
 import { readIndexFile } from '../bm25/format.js';
 import { DEFAULT_BM25_PARAMS, type Bm25Params } from '../bm25/similarity.js';
 import { AnnIndex, DEFAULT_ANN_PARAMS, checkAnnParams, type AnnParams } from '../dense/ann.js';
-import { checkDim, normalizeRows, toMatrix, type Embedder } from '../dense/embedder.js';
+import { checkDim, normalizeRows, type Embedder } from '../dense/embedder.js';
 import { exactSearch } from '../dense/exact.js';
+import { updateAnn } from './ann.js';
 import { HitHeap, SegmentedBm25 } from './bm25.js';
-import { REBUILD_HINT, acquireLock, bytesOf, fsyncDir, sealFile, verifyFile, writeDurable, type FileEntry } from './files.js';
-import { DocStore, encodeDocs, encodeMeta, readMeta } from './store.js';
+import { REBUILD_HINT } from './files.js';
+import { checkSizes, rememberVerified, verifyGeneration, VERIFY_CACHE } from './integrity.js';
+import { Journal, journaledFiles, sweepJournals } from './journal.js';
+import { LOCK_FILE, WriterLock } from './lock.js';
+import {
+  COLLECTION_FORMAT,
+  COLLECTION_VERSION,
+  IDENTITY,
+  MANIFEST,
+  checkCreatable,
+  commitManifest,
+  filesOf,
+  readManifest,
+  writeIdentity,
+  type CollectionConfig,
+  type Manifest,
+  type SegmentEntry,
+} from './manifest.js';
+import { maybeMerge } from './merge.js';
+import { readFloat32s, readInt32s, writeSegment, writeTombstones } from './segment-writer.js';
+import { DocStore, readMeta } from './store.js';
 
-export const COLLECTION_FORMAT = 'winnow-collection';
-export const COLLECTION_VERSION = 1;
-const MANIFEST = 'manifest.json';
-
-/** Everything fixed when a collection is created. */
-export interface CollectionConfig {
-  bm25: Bm25Params;
-  stem: boolean;
-  stopWords: boolean;
-  lossyNorms: boolean;
-  /** the bi-encoder the vectors come from; null: a BM25-only collection */
-  model: { ref: string; id: string; dim: number } | null;
-  ann: AnnParams;
-  /** documents per segment: the bound on what one add holds in memory before flushing */
-  segmentDocs: number;
-  /** more segments than this after a write: the smallest are merged into one */
-  maxSegments: number;
-}
-
-interface SegmentEntry {
-  id: number;
-  docs: number;
-  bm25: string;
-  store: string;
-  meta: string;
-  vectors: string | null;
-  /** tombstones (sorted local doc numbers, Int32), null when none */
-  deletes: string | null;
-  deleted: number;
-}
-
-/** The versioned manifest: a reader opens only the files one complete manifest names. */
-export interface Manifest {
-  format: typeof COLLECTION_FORMAT;
-  version: number;
-  name: string;
-  generation: number;
-  config: CollectionConfig;
-  nextKey: number;
-  nextSegment: number;
-  segments: SegmentEntry[];
-  ann: string | null;
-  files: Record<string, FileEntry>;
-}
+// The collection is split by concern; this file is the facade most callers need.
+export { COLLECTION_FORMAT, COLLECTION_VERSION, collectionDir, readManifest, type CollectionConfig, type Manifest } from './manifest.js';
+export { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
+export { checkFiles, type FileCheck } from './integrity.js';
+export { repairCollection, type RepairReport } from './repair.js';
 
 export interface CreateOptions {
   name?: string;
@@ -72,13 +51,22 @@ export interface CreateOptions {
   ann?: Partial<AnnParams>;
   segmentDocs?: number;
   maxSegments?: number;
+  /** how long to wait for another writer's lock (default 30 s; 0 fails at once) */
+  lockTimeoutMs?: number;
 }
 
 export interface OpenOptions {
   /** required to add documents or search densely in a collection built with a model */
   embedder?: Embedder;
-  /** 'full' (default) checks every file's sha256; 'size' only sizes, for very large collections */
-  verify?: 'full' | 'size';
+  /**
+   * Every file is checked against the manifest's sha256 before use. 'cached' (default) trusts
+   * a file hashed before whose size, mtime, ctime and inode are unchanged (`verified.json`);
+   * 'full' hashes everything again. 'size' is read as 'cached': sizes alone let damaged bytes
+   * through, and the cache makes full checks cheap.
+   */
+  verify?: 'cached' | 'full' | 'size';
+  /** how long a write waits for another writer's lock (default 30 s; 0 fails at once) */
+  lockTimeoutMs?: number;
   /** override efSearch for this reader */
   efSearch?: number;
 }
@@ -147,12 +135,12 @@ export class Collection implements DocLookup {
     private readonly opts: OpenOptions,
   ) {}
 
-  /** Creates an empty collection in `dir` (which must not hold one already). */
+  /**
+   * Creates an empty collection in `dir`, which must be new or empty: a collection owns its
+   * folder, and refusing anything else is what keeps clean-up from touching files it did not write.
+   */
   static create(dir: string, opts: CreateOptions = {}): Collection {
-    if (fs.existsSync(path.join(dir, MANIFEST))) {
-      throw new WinnowError('bad_input', `a collection already exists in ${dir}`, 'add to it with `winnow index NAME --add FILE`, or delete the folder first');
-    }
-    fs.mkdirSync(dir, { recursive: true });
+    checkCreatable(dir);
     const bm25 = { ...DEFAULT_BM25_PARAMS, ...opts.bm25 };
     const ann = checkAnnParams({ ...DEFAULT_ANN_PARAMS, ...opts.ann }, 'collection ANN parameters');
     const e = opts.embedder;
@@ -167,34 +155,71 @@ export class Collection implements DocLookup {
       maxSegments: opts.maxSegments ?? 16,
     };
     if (!(config.segmentDocs >= 1) || !(config.maxSegments >= 1)) throw new WinnowError('bad_input', 'segmentDocs and maxSegments must be >= 1');
-    const manifest: Manifest = {
-      format: COLLECTION_FORMAT,
-      version: COLLECTION_VERSION,
-      name: opts.name ?? path.basename(path.resolve(dir)),
-      generation: 0,
-      config,
-      nextKey: 0,
-      nextSegment: 1,
-      segments: [],
-      ann: null,
-      files: {},
-    };
-    const release = acquireLock(dir);
+    const name = opts.name ?? path.basename(path.resolve(dir));
+    fs.mkdirSync(dir, { recursive: true });
+    const lock = WriterLock.acquireSync(dir, { timeoutMs: opts.lockTimeoutMs });
     try {
+      // Checked again under the lock: another process may have created it meanwhile.
+      checkCreatable(dir, [LOCK_FILE]);
+      const identity = writeIdentity(dir, { format: COLLECTION_FORMAT, version: COLLECTION_VERSION, name, created: new Date().toISOString(), config });
+      const manifest: Manifest = {
+        format: COLLECTION_FORMAT,
+        version: COLLECTION_VERSION,
+        name,
+        generation: 0,
+        config,
+        nextKey: 0,
+        nextSegment: 1,
+        segments: [],
+        ann: null,
+        files: { [IDENTITY]: identity },
+      };
+      lock.check();
       commitManifest(dir, manifest);
     } finally {
-      release();
+      lock.release();
     }
-    return Collection.open(dir, { embedder: e });
+    return Collection.open(dir, { embedder: e, lockTimeoutMs: opts.lockTimeoutMs });
+  }
+
+  /**
+   * Removes a collection: only the files it wrote (those its manifest and journals name, its
+   * identity, lock and verification cache), then the folder if nothing else is left in it.
+   */
+  static remove(dir: string): void {
+    let named: string[] = [];
+    try {
+      named = Object.keys(readManifest(dir).files);
+    } catch {
+      // no readable manifest: the journals and fixed names below are all we know to be ours
+    }
+    for (const f of [...named, ...journaledFiles(dir), MANIFEST, IDENTITY, VERIFY_CACHE, LOCK_FILE]) {
+      if (f && !f.includes('/') && f !== '.' && f !== '..') fs.rmSync(path.join(dir, f), { force: true });
+    }
+    try {
+      fs.rmdirSync(dir);
+    } catch {
+      // not empty: someone else's files are in it, and they stay
+    }
   }
 
   /** Opens the generation `manifest.json` names, checking every file it lists. */
   static open(dir: string, opts: OpenOptions = {}): Collection {
-    const manifest = readManifest(dir);
-    const c = new Collection(dir, manifest, opts);
-    c.checkEmbedder();
-    c.load();
-    return c;
+    for (let attempt = 0; ; attempt++) {
+      const manifest = readManifest(dir);
+      const c = new Collection(dir, manifest, opts);
+      c.checkEmbedder();
+      try {
+        c.load();
+        return c;
+      } catch (e) {
+        c.close();
+        // A writer that committed while we verified may have removed the old generation's
+        // files: that is a newer collection, not a damaged one.
+        const moved = e instanceof WinnowError && e.code === 'corrupt_index' && attempt < 3 && readManifest(dir).generation !== manifest.generation;
+        if (!moved) throw e;
+      }
+    }
   }
 
   get name(): string {
@@ -242,10 +267,11 @@ export class Collection implements DocLookup {
     }
   }
 
-  /** `full`: check every sha256; after this process's own commit the sizes suffice (it just hashed them). */
-  private load(full = (this.opts.verify ?? 'full') === 'full'): void {
+  /** `check`: verify every sha256 first; 'own' after this process's commit (it hashed the files as it wrote them). */
+  private load(check: 'verify' | 'own' = 'verify'): void {
     const m = this.manifest;
-    for (const [name, entry] of Object.entries(m.files)) verifyFile(this.dir, name, entry, full);
+    if (check === 'own') checkSizes(this.dir, m.files);
+    else verifyGeneration(this.dir, m.files, this.opts.verify !== 'full');
     this.close();
     this.segments = [];
     this.ids = new Map();
@@ -361,9 +387,7 @@ export class Collection implements DocLookup {
 
   private vectorsOf(s: LoadedSegment): Float32Array {
     if (!s.vectors) {
-      const raw = fs.readFileSync(path.join(this.dir, s.entry.vectors!));
-      const v = new Float32Array(raw.length / 4);
-      Buffer.from(v.buffer).set(raw);
+      const v = readFloat32s(path.join(this.dir, s.entry.vectors!));
       if (v.length !== s.entry.docs * this.manifest.config.model!.dim) {
         throw new WinnowError('corrupt_index', `vector file ${path.join(this.dir, s.entry.vectors!)} has the wrong length`, REBUILD_HINT);
       }
@@ -413,9 +437,8 @@ export class Collection implements DocLookup {
     mode: 'add' | 'upsert' | 'update',
     opts: WriteOptions,
   ): Promise<WriteReport> {
-    const release = acquireLock(this.dir);
-    const created: string[] = [];
-    let committed = false;
+    const lock = await WriterLock.acquire(this.dir, { timeoutMs: this.opts.lockTimeoutMs });
+    let journal: Journal | undefined;
     try {
       // Another writer may have committed since this reader opened: write on top of the newest.
       const onDisk = readManifest(this.dir);
@@ -423,12 +446,16 @@ export class Collection implements DocLookup {
         this.manifest = onDisk;
         this.load();
       }
+      // Leftovers of writers killed before (or right after) their commit.
+      sweepJournals(this.dir, onDisk);
       const base = this.manifest;
       const c = base.config;
       const embedder = c.model ? this.requireEmbedder('adding documents') : undefined;
       const next: Manifest = structuredClone(base);
       next.generation = base.generation + 1;
       const report: WriteReport = { added: 0, replaced: 0, deleted: 0, missing: [], skippedEmpty: 0, segmentsWritten: 0, merged: 0, generation: next.generation };
+      journal = new Journal(this.dir, next.generation);
+      const j = journal;
 
       // Tombstones per segment id, existing ones first; changed ones get a new file.
       const tomb = new Map<number, Set<number>>();
@@ -471,7 +498,7 @@ export class Collection implements DocLookup {
       const flush = async (): Promise<void> => {
         if (batch.length === 0) return;
         const segId = next.nextSegment++;
-        const entry = await this.writeSegment(segId, batch, Float64Array.from(batchKeys), embedder, next.files, created);
+        const entry = await writeSegment(this.dir, c, segId, next.generation, batch, Float64Array.from(batchKeys), embedder ? { embedder } : null, next.files, j);
         newSegments.push(entry);
         report.segmentsWritten++;
         batch = [];
@@ -535,278 +562,41 @@ export class Collection implements DocLookup {
       next.segments = [...base.segments, ...newSegments];
       for (const seg of next.segments) {
         if (!changed.has(seg.id)) continue;
-        const locals = Int32Array.from([...tomb.get(seg.id)!].sort((a, b) => a - b));
-        const name = `seg-${pad(seg.id)}.g${pad(next.generation)}.del`;
-        next.files[name] = writeDurable(this.dir, name, [bytesOf(locals)]);
-        created.push(name);
-        seg.deletes = name;
-        seg.deleted = locals.length;
+        writeTombstones(this.dir, seg, Int32Array.from([...tomb.get(seg.id)!].sort((a, b) => a - b)), next.generation, next.files, j);
       }
       // Segments whose every document is deleted are dropped outright.
       next.segments = next.segments.filter((s) => s.deleted < s.docs);
 
-      report.merged = await this.maybeMerge(next, created);
-      await this.updateAnn(base, next, removedKeys, created);
+      report.merged = await maybeMerge(this.dir, next, j);
+      updateAnn(this.dir, base, next, removedKeys, j);
 
       next.files = filesOf(next);
+      j.obsolete(Object.keys(base.files).filter((f) => !(f in next.files)));
+      lock.check();
       commitManifest(this.dir, next);
-      committed = true;
       this.manifest = next;
-      this.load(false);
-      collectGarbage(this.dir, next);
+      rememberVerified(this.dir, next.files);
+      this.load('own');
       return report;
-    } catch (e) {
-      if (!committed) for (const name of created) fs.rmSync(path.join(this.dir, name), { force: true });
-      throw e;
     } finally {
-      release();
+      // Committed or not, the journal's rule removes exactly this write's leftovers.
+      if (journal) closeJournal(journal, this.dir);
+      lock.release();
     }
   }
-
-  private async writeSegment(
-    segId: number,
-    docs: Doc[],
-    keys: Float64Array,
-    embedder: Embedder | undefined,
-    files: Record<string, FileEntry>,
-    created: string[],
-  ): Promise<SegmentEntry> {
-    const c = this.manifest.config;
-    const stem = `seg-${pad(segId)}`;
-    const entry: SegmentEntry = {
-      id: segId,
-      docs: docs.length,
-      bm25: `${stem}.bm25`,
-      store: `${stem}.docs`,
-      meta: `${stem}.meta`,
-      vectors: null,
-      deletes: null,
-      deleted: 0,
-    };
-    const index = await Bm25Index.build(docs, { params: c.bm25, stem: c.stem, stopWords: c.stopWords, lossyNorms: c.lossyNorms, progress: false });
-    created.push(entry.bm25);
-    index.save(path.join(this.dir, entry.bm25));
-    files[entry.bm25] = sealFile(this.dir, entry.bm25);
-    const { chunks, offsets } = encodeDocs(docs);
-    created.push(entry.store, entry.meta);
-    files[entry.store] = writeDurable(this.dir, entry.store, chunks);
-    files[entry.meta] = writeDurable(this.dir, entry.meta, encodeMeta(offsets, keys));
-    if (embedder) {
-      const dim = c.model!.dim;
-      const vectors = new Float32Array(docs.length * dim);
-      const BATCH = 64;
-      for (let i = 0; i < docs.length; i += BATCH) {
-        const part = docs.slice(i, i + BATCH);
-        vectors.set(toMatrix(await embedder.embedDocs(part), part.length, dim, `model "${embedder.id}"`), i * dim);
-      }
-      normalizeRows(vectors, dim);
-      entry.vectors = `${stem}.vec`;
-      created.push(entry.vectors);
-      files[entry.vectors] = writeDurable(this.dir, entry.vectors, [bytesOf(vectors)]);
-    }
-    return entry;
-  }
-
-  /**
-   * Tiered-merge-lite: past `maxSegments`, the smallest segments (by live documents) are
-   * rewritten as one, dropping their deleted documents. Keys and vectors are carried over, so
-   * the ANN graph is untouched; text is re-analysed from the document store.
-   */
-  private async maybeMerge(next: Manifest, created: string[]): Promise<number> {
-    const c = next.config;
-    if (next.segments.length <= c.maxSegments) return 0;
-    const bySize = [...next.segments].sort((a, b) => a.docs - a.deleted - (b.docs - b.deleted) || a.id - b.id);
-    const victims = new Set(bySize.slice(0, next.segments.length - c.maxSegments + 1).map((s) => s.id));
-    const docs: Doc[] = [];
-    const keys: number[] = [];
-    const vecParts: Float32Array[] = [];
-    const dim = c.model?.dim ?? 0;
-    for (const entry of next.segments) {
-      if (!victims.has(entry.id)) continue;
-      const src = await this.openSegmentForMerge(entry);
-      for (let d = 0; d < entry.docs; d++) {
-        if (src.deleted?.[d]) continue;
-        docs.push(src.store.get(d));
-        keys.push(src.keys[d]);
-        if (src.vectors) vecParts.push(src.vectors.subarray(d * dim, (d + 1) * dim));
-      }
-      src.store.close();
-    }
-    const segId = next.nextSegment++;
-    const vectors = c.model ? concat(vecParts, docs.length * dim) : undefined;
-    const merged = await this.writeSegment(segId, docs, Float64Array.from(keys), undefined, next.files, created);
-    if (vectors) {
-      merged.vectors = `seg-${pad(segId)}.vec`;
-      created.push(merged.vectors);
-      next.files[merged.vectors] = writeDurable(this.dir, merged.vectors, [bytesOf(vectors)]);
-    }
-    // The merged segment takes the place of the first victim so segment order stays stable.
-    const out: SegmentEntry[] = [];
-    let placed = false;
-    for (const s of next.segments) {
-      if (!victims.has(s.id)) out.push(s);
-      else if (!placed) {
-        out.push(merged);
-        placed = true;
-      }
-    }
-    next.segments = out;
-    return victims.size;
-  }
-
-  private async openSegmentForMerge(entry: SegmentEntry): Promise<{ store: DocStore; keys: Float64Array; deleted?: Uint8Array; vectors?: Float32Array }> {
-    const { offsets, keys } = readMeta(path.join(this.dir, entry.meta), entry.docs);
-    let deleted: Uint8Array | undefined;
-    if (entry.deletes) {
-      deleted = new Uint8Array(entry.docs);
-      for (const d of readInt32s(path.join(this.dir, entry.deletes))) deleted[d] = 1;
-    }
-    let vectors: Float32Array | undefined;
-    if (entry.vectors) {
-      const raw = fs.readFileSync(path.join(this.dir, entry.vectors));
-      vectors = new Float32Array(raw.length / 4);
-      Buffer.from(vectors.buffer).set(raw);
-    }
-    return { store: new DocStore(path.join(this.dir, entry.store), offsets), keys, deleted, vectors };
-  }
-
-  /**
-   * Keeps the HNSW graph in step: below `exactBelow` live vectors there is none (exact scan);
-   * crossing it builds one from every live vector; after that each write loads the previous
-   * graph, inserts the new vectors, removes deleted keys and saves a new generation's file.
-   */
-  private async updateAnn(base: Manifest, next: Manifest, removedKeys: number[], created: string[]): Promise<void> {
-    const c = next.config;
-    next.ann = null;
-    if (!c.model) return;
-    const live = next.segments.reduce((n, s) => n + s.docs - s.deleted, 0);
-    if (live < c.ann.exactBelow || live === 0) return;
-    const dim = c.model.dim;
-    const name = `ann.g${pad(next.generation)}.usearch`;
-    let graph: AnnIndex;
-    let sources: SegmentEntry[];
-    if (base.ann) {
-      graph = AnnIndex.load(path.join(this.dir, base.ann), dim, c.ann);
-      graph.remove(BigUint64Array.from(removedKeys.map((k) => BigInt(k))));
-      // New documents sit in this write's segments (possibly already merged): keys >= base.nextKey.
-      sources = next.segments.filter((s) => s.id >= base.nextSegment);
-    } else {
-      graph = AnnIndex.create(dim, c.ann);
-      sources = next.segments;
-    }
-    for (const entry of sources) {
-      const src = await this.openSegmentForMerge(entry);
-      src.store.close();
-      const rows: number[] = [];
-      for (let d = 0; d < entry.docs; d++) if (!src.deleted?.[d] && (!base.ann || src.keys[d] >= base.nextKey)) rows.push(d);
-      const keys = new BigUint64Array(rows.length);
-      const vecs = new Float32Array(rows.length * dim);
-      rows.forEach((d, i) => {
-        keys[i] = BigInt(src.keys[d]);
-        vecs.set(src.vectors!.subarray(d * dim, (d + 1) * dim), i * dim);
-      });
-      graph.add(keys, vecs);
-    }
-    const tmp = `.${name}.${process.pid}.tmp`;
-    created.push(tmp, name);
-    graph.save(path.join(this.dir, tmp));
-    next.files[name] = sealFile(this.dir, tmp);
-    fs.renameSync(path.join(this.dir, tmp), path.join(this.dir, name));
-    next.ann = name;
-  }
-}
-
-// ---------------------------------------------------------------- manifest and files
-
-function pad(n: number): string {
-  return String(n).padStart(6, '0');
 }
 
 function* indicesOf(bits: Uint8Array): IterableIterator<number> {
   for (let i = 0; i < bits.length; i++) if (bits[i]) yield i;
 }
 
-function readInt32s(file: string): Int32Array {
-  const raw = fs.readFileSync(file);
-  const out = new Int32Array(raw.length >> 2);
-  Buffer.from(out.buffer).set(raw.subarray(0, out.length * 4));
-  return out;
-}
-
-function concat(parts: Float32Array[], length: number): Float32Array {
-  const out = new Float32Array(length);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-/** The files a manifest names, with their recorded entries (sizes and checksums). */
-function filesOf(m: Manifest): Record<string, FileEntry> {
-  const names: string[] = [];
-  for (const s of m.segments) {
-    names.push(s.bm25, s.store, s.meta);
-    if (s.vectors) names.push(s.vectors);
-    if (s.deletes) names.push(s.deletes);
-  }
-  const out: Record<string, FileEntry> = {};
-  for (const n of names) {
-    const e = m.files[n];
-    if (!e) throw new WinnowError('internal', `manifest names ${n} without a checksum`);
-    out[n] = e;
-  }
-  if (m.ann) {
-    if (!m.files[m.ann]) throw new WinnowError('internal', `manifest names ${m.ann} without a checksum`);
-    out[m.ann] = m.files[m.ann];
-  }
-  return out;
-}
-
-function commitManifest(dir: string, m: Manifest): void {
-  writeDurable(dir, MANIFEST, [Buffer.from(`${JSON.stringify(m, null, 1)}\n`, 'utf8')]);
-  fsyncDir(dir);
-}
-
-export function readManifest(dir: string): Manifest {
-  const file = path.join(dir, MANIFEST);
-  let text: string;
+/** A clean-up failure must not hide why the write failed; the next writer's sweep retries it. */
+function closeJournal(journal: Journal, dir: string): void {
+  let committed: Manifest;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    committed = readManifest(dir);
   } catch {
-    throw new WinnowError('not_found', `no collection in ${dir} (${MANIFEST} not found)`, 'create it with `winnow index NAME --corpus FILE`');
+    return;
   }
-  let m: Manifest;
-  try {
-    m = JSON.parse(text) as Manifest;
-  } catch {
-    throw new WinnowError('corrupt_index', `collection manifest ${file} is not valid JSON`, REBUILD_HINT);
-  }
-  if (m.format !== COLLECTION_FORMAT || !Array.isArray(m.segments) || typeof m.files !== 'object') {
-    throw new WinnowError('corrupt_index', `${file} is not a Winnow collection manifest`, REBUILD_HINT);
-  }
-  if (m.version !== COLLECTION_VERSION) {
-    throw new WinnowError('version_mismatch', `collection ${dir} has format version ${m.version}, this Winnow reads version ${COLLECTION_VERSION}`, 'rebuild it with this version');
-  }
-  return m;
-}
-
-/** Removes every file the committed manifest does not name (older generations, crashed writes). */
-function collectGarbage(dir: string, m: Manifest): void {
-  const keep = new Set([MANIFEST, 'write.lock', ...Object.keys(m.files)]);
-  for (const name of fs.readdirSync(dir)) {
-    if (keep.has(name)) continue;
-    fs.rmSync(path.join(dir, name), { force: true, recursive: true });
-  }
-}
-
-/** `$WINNOW_HOME/collections/<name>`, or `name` itself when it is a path. */
-export function collectionDir(nameOrPath: string): string {
-  if (nameOrPath.includes('/') || nameOrPath.includes(path.sep) || nameOrPath.startsWith('.')) return path.resolve(nameOrPath);
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(nameOrPath)) {
-    throw new WinnowError('usage', `bad collection name "${nameOrPath}"`, 'use letters, digits, ".", "_" and "-", or give a path');
-  }
-  const home = process.env.WINNOW_HOME ?? path.join(os.homedir(), '.cache', 'winnow');
-  return path.join(home, 'collections', nameOrPath);
+  journal.close(committed);
 }

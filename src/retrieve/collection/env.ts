@@ -14,7 +14,7 @@ export const COLLECTION_RETRIEVERS = ['bm25', 'dense', 'hybrid'] as const;
  * manifest records (or `modelRef` when given: a different model is then refused with both
  * names, by `Collection.open`).
  */
-export async function openCollection(nameOrPath: string, opts: { modelRef?: string; verify?: OpenOptions['verify']; efSearch?: number } = {}): Promise<Collection> {
+export async function openCollection(nameOrPath: string, opts: { modelRef?: string; verify?: OpenOptions['verify']; efSearch?: number; lockTimeoutMs?: number } = {}): Promise<Collection> {
   const dir = collectionDir(nameOrPath);
   const manifest = readManifest(dir);
   const ref = opts.modelRef ?? manifest.config.model?.ref;
@@ -25,7 +25,7 @@ export async function openCollection(nameOrPath: string, opts: { modelRef?: stri
     }
     embedder = await loadEmbedder(ref);
   }
-  return Collection.open(dir, { embedder, verify: opts.verify, efSearch: opts.efSearch });
+  return Collection.open(dir, { embedder, verify: opts.verify, efSearch: opts.efSearch, lockTimeoutMs: opts.lockTimeoutMs });
 }
 
 /**

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { WinnowError } from '../../core/errors.js';
 
 /** What a manifest records about each file it names: enough to detect truncation and tampering. */
 export interface FileEntry {
@@ -9,14 +8,19 @@ export interface FileEntry {
   sha256: string;
 }
 
+/** Where this process writes `name` before renaming it into place (journaled with it). */
+export function tmpNameOf(name: string): string {
+  return `.${name}.${process.pid}.tmp`;
+}
+
 /**
  * Writes `data` to `dir/name` so that either the whole file exists under its name or nothing
- * does: a temporary name, fsync, rename. A process killed midway leaves only a `.tmp` that no
- * manifest names and the next commit's garbage collection removes.
+ * does: a temporary name, fsync, rename. A process killed midway leaves only a `.tmp`, which
+ * the write's journal names, so the next writer removes it.
  */
 export function writeDurable(dir: string, name: string, chunks: readonly Uint8Array[]): FileEntry {
   const file = path.join(dir, name);
-  const tmp = path.join(dir, `.${name}.${process.pid}.tmp`);
+  const tmp = path.join(dir, tmpNameOf(name));
   const hash = createHash('sha256');
   let bytes = 0;
   const fd = fs.openSync(tmp, 'w');
@@ -76,69 +80,8 @@ export function hashFile(file: string): string {
   return hash.digest('hex');
 }
 
-/**
- * Checks a file against its manifest entry: the size always (cheap, catches truncation), the
- * sha256 when `full` (catches any change). Errors name the file so a person knows what broke.
- */
-export function verifyFile(dir: string, name: string, entry: FileEntry, full: boolean): void {
-  const file = path.join(dir, name);
-  let size: number;
-  try {
-    size = fs.statSync(file).size;
-  } catch {
-    throw new WinnowError('corrupt_index', `collection file ${file} is missing (named by the manifest)`, REBUILD_HINT);
-  }
-  if (size !== entry.bytes) {
-    throw new WinnowError(
-      'corrupt_index',
-      `collection file ${file} is truncated or damaged: ${size} bytes, the manifest says ${entry.bytes}`,
-      REBUILD_HINT,
-    );
-  }
-  if (full && hashFile(file) !== entry.sha256) {
-    throw new WinnowError(
-      'corrupt_index',
-      `collection file ${file} fails its checksum (sha256 differs from the manifest): it was modified or damaged`,
-      REBUILD_HINT,
-    );
-  }
-}
-
 export const REBUILD_HINT = 'restore the collection folder from a backup or rebuild it with `winnow index`';
 
 export function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
-
-/**
- * A single-writer lock: `write.lock` created exclusively with the writer's pid. A lock left by
- * a killed writer (its pid no longer runs) is taken over, so a crash never wedges the collection.
- */
-export function acquireLock(dir: string): () => void {
-  const lock = path.join(dir, 'write.lock');
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = fs.openSync(lock, 'wx');
-      fs.writeSync(fd, String(process.pid));
-      fs.closeSync(fd);
-      return () => fs.rmSync(lock, { force: true });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const pid = Number(fs.readFileSync(lock, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-        throw new WinnowError('unavailable', `collection ${dir} is being written by process ${pid}`, 'wait for it to finish');
-      }
-      fs.rmSync(lock, { force: true });
-    }
-  }
-  throw new WinnowError('unavailable', `cannot lock collection ${dir} for writing`);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
