@@ -6,7 +6,7 @@ import { WinnowEnv } from '../cascade/env.js';
 import type { Pipeline } from '../cascade/pipeline.js';
 import { checkSpec, compileSpec, type CascadeSpec } from '../cascade/spec.js';
 import { withBatching } from '../serve/batcher.js';
-import { createServer, type ServeLimits } from '../serve/server.js';
+import { createServer, DEFAULT_LIMITS, type ServeLimits } from '../serve/server.js';
 import { intFlag, loadPlugins, parseFlags, PLUGIN_FLAG } from './args.js';
 
 const USAGE = `usage: winnow serve --spec cascade.yaml [options]
@@ -24,8 +24,18 @@ const USAGE = `usage: winnow serve --spec cascade.yaml [options]
   --max-doc-chars N     characters per document (default 100000)
   --max-query-chars N   characters per query (default 4096)
   --max-body-bytes N    request body size (default 10485760)
-  --deadline-ms N       default time budget per request (default 30000)
-  --keys-file F         bearer tokens, one per line (or WINNOW_API_KEYS=k1,k2)
+  --deadline-ms N       default time budget per request (default 30000); request and default
+                        deadlines above 300000 (5 minutes) count as 300000
+  --max-connections N   open connections; more are closed as they arrive (default 512)
+  --max-buffered-bytes N  request body bytes held across all requests; beyond it 503 (default 134217728)
+  --headers-timeout-ms N  time to send the request headers (default 10000; 408 beyond)
+  --request-timeout-ms N  time to send the whole request, headers and body (default 30000)
+  --body-timeout-ms N   longest pause within a request body (default 10000)
+  --shutdown-grace-ms N on SIGTERM/SIGINT, how long requests get to finish before their
+                        connections are cut and the process exits (default 10000)
+  --keys-file F         bearer tokens, one per line (or WINNOW_API_KEYS=k1,k2); they guard
+                        the POST routes and /metrics
+  --public-metrics      serve /metrics without a token even when keys are set
   --plugin FILE         a module that registers more kinds of stage (repeatable; also plugins: in the spec)`;
 
 /** `serve:` keys of a spec file, as written there, and the flag or limit each one sets. */
@@ -41,6 +51,12 @@ const SERVE_KEYS: Record<string, string> = {
   max_query_chars: 'max-query-chars',
   max_body_bytes: 'max-body-bytes',
   deadline_ms: 'deadline-ms',
+  max_connections: 'max-connections',
+  max_buffered_bytes: 'max-buffered-bytes',
+  headers_timeout_ms: 'headers-timeout-ms',
+  request_timeout_ms: 'request-timeout-ms',
+  body_timeout_ms: 'body-timeout-ms',
+  shutdown_grace_ms: 'shutdown-grace-ms',
 };
 
 export interface ServeSpecFile {
@@ -128,7 +144,14 @@ export async function serveCommand(args: string[]): Promise<number> {
       'max-query-chars': { type: 'string' },
       'max-body-bytes': { type: 'string' },
       'deadline-ms': { type: 'string' },
+      'max-connections': { type: 'string' },
+      'max-buffered-bytes': { type: 'string' },
+      'headers-timeout-ms': { type: 'string' },
+      'request-timeout-ms': { type: 'string' },
+      'body-timeout-ms': { type: 'string' },
+      'shutdown-grace-ms': { type: 'string' },
       'keys-file': { type: 'string' },
+      'public-metrics': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     USAGE,
@@ -149,7 +172,13 @@ export async function serveCommand(args: string[]): Promise<number> {
     maxDocChars: intFlag(flag('max-doc-chars'), 'max-doc-chars', 100_000, 1, USAGE),
     maxQueryChars: intFlag(flag('max-query-chars'), 'max-query-chars', 4096, 1, USAGE),
     maxBodyBytes: intFlag(flag('max-body-bytes'), 'max-body-bytes', 10 * 1024 * 1024, 1, USAGE),
-    defaultDeadlineMs: intFlag(flag('deadline-ms'), 'deadline-ms', 30_000, 1, USAGE),
+    defaultDeadlineMs: intFlag(flag('deadline-ms'), 'deadline-ms', DEFAULT_LIMITS.defaultDeadlineMs, 1, USAGE),
+    maxConnections: intFlag(flag('max-connections'), 'max-connections', DEFAULT_LIMITS.maxConnections, 1, USAGE),
+    maxBufferedBytes: intFlag(flag('max-buffered-bytes'), 'max-buffered-bytes', DEFAULT_LIMITS.maxBufferedBytes, 1, USAGE),
+    headersTimeoutMs: intFlag(flag('headers-timeout-ms'), 'headers-timeout-ms', DEFAULT_LIMITS.headersTimeoutMs, 1, USAGE),
+    requestTimeoutMs: intFlag(flag('request-timeout-ms'), 'request-timeout-ms', DEFAULT_LIMITS.requestTimeoutMs, 1, USAGE),
+    bodyTimeoutMs: intFlag(flag('body-timeout-ms'), 'body-timeout-ms', DEFAULT_LIMITS.bodyTimeoutMs, 1, USAGE),
+    shutdownGraceMs: intFlag(flag('shutdown-grace-ms'), 'shutdown-grace-ms', DEFAULT_LIMITS.shutdownGraceMs, 1, USAGE),
   };
   const batching = {
     maxBatch: intFlag(flag('max-batch'), 'max-batch', 64, 1, USAGE),
@@ -174,6 +203,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     batchers: batched?.batchers.values(),
     limits,
     apiKeys,
+    publicMetrics: values['public-metrics'] === true,
   });
   const url = await server.listen(port, host);
   process.stdout.write(
@@ -186,7 +216,10 @@ export async function serveCommand(args: string[]): Promise<number> {
     process.once('SIGINT', () => resolve('SIGINT'));
   });
   const inFlight = server.inFlight;
-  await server.close();
-  process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), event: 'stopped', signal, in_flight_at_signal: inFlight }) + '\n');
+  const { unfinished } = await server.close();
+  process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), event: 'stopped', signal, in_flight_at_signal: inFlight, cut_after_grace: unfinished }) + '\n');
+  // Every connection is closed; should anything else still hold the event loop open (a model
+  // call under way, a library's timer), the process exits anyway: shutdown is bounded by the grace period.
+  setTimeout(() => process.exit(0), 1000).unref();
   return 0;
 }

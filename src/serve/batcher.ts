@@ -37,6 +37,12 @@ export interface BatcherOptions {
   maxQueue?: number;
   /** model calls in flight at once; 1 serialises access to a single ONNX session */
   concurrency?: number;
+  /**
+   * Milliseconds, for timing model calls (default `performance.now`). A test hands in a clock its
+   * stub scorer advances, so the measured rate, and what admission control predicts from it, is
+   * exact however busy the machine is.
+   */
+  clock?: () => number;
 }
 
 /** The queue is full: the caller should retry later (HTTP 429 + Retry-After). */
@@ -111,9 +117,12 @@ export class BatchingScorer implements Scorer {
   private readonly queue: Pending[] = [];
   private queuedPairs = 0;
   private inFlight = 0;
+  /** pairs in the model calls under way */
+  private inFlightPairs = 0;
+  private readonly clock: () => number;
   private timer: NodeJS.Timeout | undefined;
   private readonly listeners: ((e: BatchEvent) => void)[] = [];
-  /** recent milliseconds per pair (EWMA), for Retry-After and deadline estimates */
+  /** recent milliseconds per pair (EWMA over model calls), for Retry-After and admission */
   private msPerPair = 0;
 
   constructor(
@@ -126,6 +135,7 @@ export class BatchingScorer implements Scorer {
     this.maxWaitMs = opts.maxWaitMs ?? 0;
     this.maxQueue = opts.maxQueue ?? 1024;
     this.concurrency = opts.concurrency ?? 1;
+    this.clock = opts.clock ?? (() => performance.now());
     if (!(this.maxBatch >= 1) || !(this.maxWaitMs >= 0) || !(this.maxQueue >= 1) || !(this.concurrency >= 1)) {
       throw new WinnowError('usage', `batcher options out of range: maxBatch=${this.maxBatch}, maxWaitMs=${this.maxWaitMs}, maxQueue=${this.maxQueue}, concurrency=${this.concurrency}`);
     }
@@ -134,6 +144,20 @@ export class BatchingScorer implements Scorer {
   /** pairs waiting to be sent to the model */
   get queueDepth(): number {
     return this.queuedPairs;
+  }
+
+  /** measured model throughput (pairs/s, EWMA over recent calls); 0 until the first call */
+  get pairsPerSecond(): number {
+    return this.msPerPair > 0 ? (1000 * this.concurrency) / this.msPerPair : 0;
+  }
+
+  /**
+   * How long a call of `pairs` pairs made now would take to come back, from the measured rate:
+   * everything ahead of it in the queue, the calls under way (counted whole, since how far they
+   * got is unknown) and its own pairs. 0 while nothing has been measured yet.
+   */
+  predictWaitMs(pairs: number): number {
+    return ((this.queuedPairs + this.inFlightPairs + pairs) * this.msPerPair) / this.concurrency;
   }
 
   onBatch(fn: (e: BatchEvent) => void): void {
@@ -204,12 +228,13 @@ export class BatchingScorer implements Scorer {
       }
       this.queuedPairs -= n;
       this.inFlight++;
+      this.inFlightPairs += n;
       void this.runBatch(slices, n);
     }
   }
 
   private async runBatch(slices: Slice[], n: number): Promise<void> {
-    const t0 = performance.now();
+    const t0 = this.clock();
     try {
       const results = await this.scoreSlices(slices);
       slices.forEach((s, i) => {
@@ -226,13 +251,14 @@ export class BatchingScorer implements Scorer {
       // One failed batch fails every call with pairs in it; their other slices are dropped.
       for (const s of slices) this.fail(s.p, e);
     } finally {
-      const ms = performance.now() - t0;
+      const ms = this.clock() - t0;
       this.msPerPair = this.msPerPair === 0 ? ms / n : 0.8 * this.msPerPair + 0.2 * (ms / n);
       this.batches++;
       this.pairs += n;
       const event: BatchEvent = { scorer: this.id, pairs: n, requests: new Set(slices.map((s) => s.p)).size, ms };
       for (const fn of this.listeners) fn(event);
       this.inFlight--;
+      this.inFlightPairs -= n;
       this.schedule();
     }
   }

@@ -6,9 +6,25 @@
 
 type Labels = Record<string, string>;
 
+/**
+ * Labels that name stages and scorers. A model's id is its folder's absolute path when it has
+ * no manifest id, and /metrics is often scraped by people and systems that should not learn the
+ * server's file layout, so these show each path's last segment (the model's slug) instead.
+ */
+const MODEL_LABELS = new Set(['stage', 'scorer']);
+
+/** `/home/me/.cache/winnow/models/tiny-ce/` → `tiny-ce`, wherever a path stands in an id or label. */
+export function withoutPaths(s: string): string {
+  // an absolute POSIX or Windows path, at the start or after a separator an id or label uses
+  return s.replace(/(^|[\s:=(,])((?:[A-Za-z]:)?[\\/][^\s|,()]*)/g, (_, lead: string, p: string) => {
+    const parts = p.split(/[\\/]/).filter(Boolean);
+    return lead + (parts.at(-1) ?? '');
+  });
+}
+
 function labelKey(labels: Labels): string {
   const keys = Object.keys(labels).sort();
-  return keys.map((k) => `${k}="${escapeLabel(labels[k])}"`).join(',');
+  return keys.map((k) => `${k}="${escapeLabel(MODEL_LABELS.has(k) ? withoutPaths(labels[k]) : labels[k])}"`).join(',');
 }
 
 function escapeLabel(v: string): string {
@@ -104,7 +120,13 @@ export class Registry {
   readonly batchPairs = this.add(new Histogram('winnow_inference_batch_pairs', 'Query-document pairs per model call, by scorer', PAIRS));
   readonly batchRequests = this.add(new Histogram('winnow_inference_batch_requests', 'Requests merged into one model call, by scorer', PAIRS));
   readonly degraded = this.add(new Counter('winnow_degraded_responses_total', 'Responses that skipped a stage to meet their deadline, by cascade and skipped stage'));
-  readonly rejected = this.add(new Counter('winnow_rejected_requests_total', 'Requests refused with 429 because a scoring queue was full, by scorer'));
+  readonly rejected = this.add(
+    new Counter(
+      'winnow_rejected_requests_total',
+      'Requests shed under load, by reason: queue_full (429, a scoring queue at its bound), predicted_wait (429, the queue ahead would outlast the deadline), buffer_budget (503, request bodies across all requests at their budget); scorer where one was the cause',
+    ),
+  );
+  readonly dropped = this.add(new Counter('winnow_dropped_connections_total', 'Connections closed on arrival because the server held --max-connections already'));
 
   add<M extends Metric>(m: M): M {
     this.metrics.push(m);

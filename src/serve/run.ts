@@ -84,6 +84,15 @@ export class CascadeRunner {
     return this.phases.slice(this.retrieverPhases).some((p) => !p.cutsOnly);
   }
 
+  /**
+   * The scorer behind the first phase that scores given candidates, when its stage exposes one
+   * (`Rerank` does): the model a request's documents queue for first.
+   */
+  get firstScorer(): unknown {
+    const head = this.phases.slice(this.retrieverPhases).find((p) => p.scoredBy)?.head;
+    return (head as { scorer?: unknown } | undefined)?.scorer;
+  }
+
   /** The last phase that scores: what a full run's final scores mean. */
   get finalScorer(): { stage: string; kind: ScoreKind; calibrated: boolean } | undefined {
     const last = this.phases.findLast((p) => p.scoredBy)?.scoredBy;

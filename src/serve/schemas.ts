@@ -15,7 +15,7 @@ const text = { type: 'string', description: 'document text' };
 const query = { type: 'string', minLength: 1, description: 'the search query (never truncated)' };
 const topN = { type: 'integer', minimum: 0, description: 'how many results to return; 0 or absent returns all (limits the response, not the scoring)' };
 const model = { type: 'string', description: 'name of a configured cascade; absent selects the default cascade' };
-const deadline = { type: 'integer', minimum: 1, description: 'time budget in milliseconds (overrides X-Request-Deadline-Ms)' };
+const deadline = { type: 'integer', minimum: 1, description: 'time budget in milliseconds (overrides X-Request-Deadline-Ms); values above 300000 (5 minutes) count as 300000' };
 
 /** A document as Cohere v1, Jina and vLLM accept it: a string or an object with `text`. */
 const docItem = {
@@ -213,15 +213,17 @@ const ERROR_STATUSES: Record<string, string> = {
   '400': 'malformed JSON or a request over a configured limit (the error names the limit and its value)',
   '401': 'missing or wrong bearer token',
   '404': 'unknown model',
+  '408': 'headers or body not sent in time (headersTimeoutMs, requestTimeoutMs, bodyTimeoutMs)',
   '413': 'body larger than the configured limit',
+  '415': 'a body that is not declared as JSON (Content-Type application/json or a +json type)',
   '422': 'body does not match the schema',
-  '429': 'scoring queue full; retry after the Retry-After header',
-  '503': 'shutting down',
+  '429': 'scoring queue full, or the queue ahead is predicted to outlast the request\'s deadline; retry after the Retry-After header',
+  '503': 'shutting down, or request bodies held across requests at the server\'s budget (maxBufferedBytes); retry after the Retry-After header',
   '504': 'deadline passed before any stage completed',
 };
 
 /** The OpenAPI 3.1 document for this server's routes and settings. */
-export function openApiDocument(opts: { title: string; version: string; auth: boolean; limits: Record<string, number>; models: string[] }): Schema {
+export function openApiDocument(opts: { title: string; version: string; auth: boolean; publicMetrics?: boolean; limits: Record<string, number>; models: string[] }): Schema {
   const errorRef = { content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorResponse' } } } };
   const paths: Record<string, Schema> = {};
   for (const r of ROUTE_DOCS) {
@@ -233,7 +235,7 @@ export function openApiDocument(opts: { title: string; version: string; auth: bo
     if (r.request) {
       op.requestBody = { required: true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${r.request}` } } } };
       op.parameters = [
-        { name: 'X-Request-Deadline-Ms', in: 'header', required: false, schema: { type: 'integer', minimum: 1 }, description: 'time budget in milliseconds' },
+        { name: 'X-Request-Deadline-Ms', in: 'header', required: false, schema: { type: 'integer', minimum: 1 }, description: 'time budget in milliseconds; values above 300000 (5 minutes) count as 300000' },
         { name: 'X-Request-Id', in: 'header', required: false, schema: { type: 'string' }, description: 'echoed back; generated when absent' },
       ];
       for (const [status, description] of Object.entries(ERROR_STATUSES)) {
@@ -243,6 +245,9 @@ export function openApiDocument(opts: { title: string; version: string; auth: bo
       if (opts.auth) op.security = [{ bearer: [] }];
     } else if (r.path === '/ready') {
       responses['503'] = { description: 'not ready', ...errorRef };
+    } else if (r.path === '/metrics' && opts.auth && !opts.publicMetrics) {
+      responses['401'] = { description: ERROR_STATUSES['401'], ...errorRef };
+      op.security = [{ bearer: [] }];
     }
     paths[r.path] = { [r.method]: op };
   }

@@ -25,9 +25,31 @@ export interface ServeLimits {
   maxDocChars: number;
   /** characters in the query (queries are never truncated, so they are refused instead) */
   maxQueryChars: number;
-  /** time budget when the request names none, ms */
+  /** time budget when the request names none, ms (clamped to MAX_DEADLINE_MS) */
   defaultDeadlineMs: number;
+  /** open connections; connections beyond it are closed as they arrive */
+  maxConnections: number;
+  /**
+   * request body bytes held across all requests at once, from the first byte until the answer is
+   * written; a request that would go over it gets 503 with Retry-After (at least maxBodyBytes)
+   */
+  maxBufferedBytes: number;
+  /** from connecting (or the previous request on a keep-alive connection) to the end of the headers, ms */
+  headersTimeoutMs: number;
+  /** from connecting to the last byte of the body, ms (at least headersTimeoutMs) */
+  requestTimeoutMs: number;
+  /** longest pause between two pieces of a body, ms */
+  bodyTimeoutMs: number;
+  /** after a shutdown begins, how long requests get to finish before their connections are destroyed, ms */
+  shutdownGraceMs: number;
 }
+
+/**
+ * The largest time budget a request gets, wherever it comes from (`deadline_ms`,
+ * X-Request-Deadline-Ms, the server default): larger values are lowered to it. Timers overflow
+ * beyond 2^31-1 ms and fire at once, and no caller waits five minutes for a ranking.
+ */
+export const MAX_DEADLINE_MS = 300_000;
 
 export const DEFAULT_LIMITS: ServeLimits = {
   maxBodyBytes: 10 * 1024 * 1024,
@@ -35,7 +57,21 @@ export const DEFAULT_LIMITS: ServeLimits = {
   maxDocChars: 100_000,
   maxQueryChars: 4096,
   defaultDeadlineMs: 30_000,
+  maxConnections: 512,
+  maxBufferedBytes: 128 * 1024 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  bodyTimeoutMs: 10_000,
+  shutdownGraceMs: 10_000,
 };
+
+/**
+ * Admission control lets a request in when the queue ahead of it is predicted to clear within
+ * this share of its remaining budget. The prediction comes from recent model calls and the rest
+ * of the request (the response, other stages) needs time too, so a request predicted to finish
+ * just on time would often finish just late: a 504 after its model time was spent.
+ */
+const ADMIT_SHARE = 0.8;
 
 export interface ServerOptions {
   /** compiled cascades by the name clients pass as `model` */
@@ -54,6 +90,8 @@ export interface ServerOptions {
   batchers?: Iterable<BatchingScorer>;
   /** scores shared across requests; `false` disables caching */
   cache?: ScoreCache | false;
+  /** serve /metrics without a bearer token even when keys are set (scrapers on a private network) */
+  publicMetrics?: boolean;
   /** one JSON object per request; default: a line on stdout; `false`: no request log */
   log?: ((entry: Record<string, unknown>) => void) | false;
   version?: string;
@@ -62,13 +100,20 @@ export interface ServerOptions {
 export interface WinnowServer {
   /** resolves with the base URL once listening; port 0 picks a free port */
   listen(port?: number, host?: string): Promise<string>;
-  /** stops accepting, lets in-flight requests finish, then resolves */
-  close(): Promise<void>;
+  /**
+   * Stops accepting, lets in-flight requests finish for up to `graceMs` (default the
+   * shutdownGraceMs limit), then destroys the connections left; resolves with how many that was.
+   */
+  close(graceMs?: number): Promise<{ unfinished: number }>;
   readonly url: string;
   readonly http: http.Server;
   readonly metrics: Registry;
   /** requests being handled now */
   readonly inFlight: number;
+  /** open connections */
+  readonly connections: number;
+  /** request body bytes held now (reserved by Content-Length or received), against maxBufferedBytes */
+  readonly bufferedBytes: number;
 }
 
 /** A response the handler decided on: status, JSON body, extra headers. */
@@ -95,10 +140,13 @@ interface Reply {
 
 interface RequestInfo {
   id: string;
+  route: string;
   headers: http.IncomingHttpHeaders;
   start: number;
   /** cancelled if the client disconnects before the response is written */
   gone: Cancellation;
+  /** takes body bytes from the server-wide budget; false when it has not that many left */
+  reserve(bytes: number): boolean;
 }
 
 /** What every rerank-shaped request boils down to. */
@@ -133,6 +181,14 @@ export function createServer(opts: ServerOptions): WinnowServer {
   for (const [k, v] of Object.entries(limits)) {
     if (!Number.isInteger(v) || v < 1) throw new WinnowError('usage', `serve limit ${k} must be a positive integer, got ${v}`);
   }
+  if (limits.maxBufferedBytes < limits.maxBodyBytes) {
+    throw new WinnowError('usage', `serve limit maxBufferedBytes (${limits.maxBufferedBytes}) is below maxBodyBytes (${limits.maxBodyBytes}): a request of the allowed size could never be read`);
+  }
+  if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
+    throw new WinnowError('usage', `serve limit headersTimeoutMs (${limits.headersTimeoutMs}) is above requestTimeoutMs (${limits.requestTimeoutMs}), which includes the headers`);
+  }
+  const askedDeadline = limits.defaultDeadlineMs;
+  limits.defaultDeadlineMs = Math.min(askedDeadline, MAX_DEADLINE_MS);
   if (opts.cascades.size === 0) throw new WinnowError('usage', 'serve needs at least one cascade');
   const defaultName = opts.defaultCascade ?? opts.cascades.keys().next().value!;
   if (!opts.cascades.has(defaultName)) {
@@ -165,6 +221,19 @@ export function createServer(opts: ServerOptions): WinnowServer {
 
   const keyHashes = (opts.apiKeys ?? []).filter((k) => k !== '').map(sha256);
   const log = opts.log === false ? undefined : (opts.log ?? ((e: Record<string, unknown>) => process.stdout.write(JSON.stringify(e) + '\n')));
+  if (askedDeadline > MAX_DEADLINE_MS) {
+    log?.({ ts: new Date().toISOString(), event: 'warning', message: `default deadline ${askedDeadline} ms is above the maximum; using ${MAX_DEADLINE_MS} ms` });
+  }
+
+  // Admission control looks at the first model a request's documents meet: when its queue will
+  // not clear in time, the answer would be a 504 after the wait, so refuse at once instead. Later
+  // stages are the runner's business: it skips them and answers with a degraded ranking.
+  const firstModel = new Map<CascadeRunner, BatchingScorer | undefined>();
+  for (const r of runners.values()) {
+    const s = r.firstScorer;
+    firstModel.set(r, [...batchers].find((b) => b === s));
+  }
+  metrics.add(new Gauge('winnow_model_pairs_per_second', 'Measured model throughput (EWMA over recent calls), by scorer; admission control predicts queue waits from it', () => [...batchers].map((b) => [{ scorer: b.id }, b.pairsPerSecond])));
   for (const r of runners.values()) {
     const last = r.finalScorer;
     if (last?.kind === 'unbounded' && !last.calibrated) {
@@ -195,6 +264,7 @@ export function createServer(opts: ServerOptions): WinnowServer {
       title: 'Winnow',
       version: opts.version ?? '0.1.0',
       auth: keyHashes.length > 0,
+      publicMetrics: opts.publicMetrics,
       limits: { ...limits },
       models: [...runners.keys()],
     }),
@@ -204,6 +274,11 @@ export function createServer(opts: ServerOptions): WinnowServer {
   let closing = false;
   let url = '';
   const idle: (() => void)[] = [];
+  let connections = 0;
+  /** body bytes held by requests now: reserved from Content-Length, or counted as they arrive */
+  let buffered = 0;
+  metrics.add(new Gauge('winnow_open_connections', 'Open client connections (limit: maxConnections)', () => [[{}, connections]]));
+  metrics.add(new Gauge('winnow_buffered_request_bytes', 'Request body bytes held across requests (limit: maxBufferedBytes)', () => [[{}, buffered]]));
 
   // ---- cascade plumbing shared by the routes ----
 
@@ -214,16 +289,51 @@ export function createServer(opts: ServerOptions): WinnowServer {
     return r;
   };
 
+  /** The request's deadline as a `performance.now()` time: body field, else header, else the default; at most MAX_DEADLINE_MS. */
   const deadlineOf = (req: RequestInfo, bodyMs: number | undefined): number => {
-    let ms = bodyMs;
-    const header = req.headers['x-request-deadline-ms'];
-    if (ms === undefined && typeof header === 'string') {
-      if (!/^\d+$/.test(header.trim()) || Number(header) < 1) {
-        throw new HttpError(400, 'invalid_deadline', `X-Request-Deadline-Ms must be a positive integer of milliseconds, got "${header}"`);
-      }
-      ms = Number(header);
+    const ms = bodyMs ?? headerDeadline(req.headers['x-request-deadline-ms']) ?? limits.defaultDeadlineMs;
+    return req.start + Math.min(ms, MAX_DEADLINE_MS);
+  };
+
+  const overloaded = (b: BatchingScorer, wait: number, left: number, pairs: number): HttpError => {
+    metrics.rejected.inc({ reason: 'predicted_wait', scorer: b.id });
+    // when the queue will have shrunk enough for this request to fit its budget
+    const retry = Math.max(1, Math.ceil((wait - ADMIT_SHARE * Math.max(0, left)) / 1000));
+    return new HttpError(
+      429,
+      'overloaded',
+      `the model queue would take about ${Math.round(wait)} ms to score ${pairs > 0 ? `this request's ${pairs} documents` : 'what is already waiting'} (${b.queueDepth} pairs waiting, ${Math.round(b.pairsPerSecond)} pairs/s), more than the ${Math.max(0, Math.round(left))} ms left of its deadline allow; retry later or with a longer deadline`,
+      { 'Retry-After': String(retry) },
+    );
+  };
+
+  /** Refuses a request its first model cannot serve before its deadline, from the measured rate. */
+  const admit = (runner: CascadeRunner, pairs: number, deadline: number): void => {
+    const b = firstModel.get(runner);
+    if (!b) return;
+    const wait = b.predictWaitMs(pairs);
+    const left = deadline - performance.now();
+    if (wait > ADMIT_SHARE * left) throw overloaded(b, wait, left, pairs);
+  };
+
+  /**
+   * The same check before the body is read, from what is known then: refuse when even the
+   * least-loaded cascade's queue, without this request's pairs, cannot clear in time. Under
+   * overload most refusals happen here, and a refusal that reads and parses no body leaves the
+   * CPU to the model.
+   */
+  const admitBeforeBody = (req: RequestInfo): void => {
+    const fromHeader = headerDeadline(req.headers['x-request-deadline-ms'], true);
+    // the body may carry a longer deadline_ms on the native routes
+    const ms = fromHeader ?? (req.route === '/v1/cascade' || req.route === '/v1/search' ? MAX_DEADLINE_MS : limits.defaultDeadlineMs);
+    const left = req.start + Math.min(ms, MAX_DEADLINE_MS) - performance.now();
+    let least: { b: BatchingScorer; wait: number } | undefined;
+    for (const b of firstModel.values()) {
+      const wait = b ? b.predictWaitMs(0) : 0;
+      if (wait <= ADMIT_SHARE * left) return;
+      if (b && (!least || wait < least.wait)) least = { b, wait };
     }
-    return req.start + (ms ?? limits.defaultDeadlineMs);
+    if (least) throw overloaded(least.b, least.wait, left, 0);
   };
 
   const checkLimits = (c: Candidates): void => {
@@ -249,6 +359,7 @@ export function createServer(opts: ServerOptions): WinnowServer {
       throw new HttpError(400, 'not_a_reranker', `cascade "${runner.name}" has no stage that scores given documents; use /v1/search`);
     }
     const deadline = deadlineOf(req, c.deadlineMs);
+    admit(runner, c.docs.length, deadline);
     const byId = new Map<string, Doc>();
     const n = c.docs.length;
     // Input order is the first ranking, so a cut-off before any scorer keeps the first documents.
@@ -350,7 +461,10 @@ export function createServer(opts: ServerOptions): WinnowServer {
     if (!runner.retrieverBacked) {
       throw new HttpError(400, 'not_a_retriever', `cascade "${runner.name}" does not start with a retriever, so it cannot search; use /v1/cascade or a rerank route`);
     }
-    const result = await runner.run({ id: req.id, text: b.query }, undefined, { docs: opts.docs, cache, start: req.start, deadline: deadlineOf(req, b.deadline_ms), gone: req.gone });
+    const deadline = deadlineOf(req, b.deadline_ms);
+    // the retriever decides how many documents reach the first model; only the queue ahead is known
+    admit(runner, 0, deadline);
+    const result = await runner.run({ id: req.id, text: b.query }, undefined, { docs: opts.docs, cache, start: req.start, deadline, gone: req.gone });
     const hits = b.top_n ? result.hits.slice(0, b.top_n) : result.hits;
     const res: Record<string, unknown> = {
       model: runner.name,
@@ -392,15 +506,30 @@ export function createServer(opts: ServerOptions): WinnowServer {
         ? new HttpError(405, 'method_not_allowed', `${req.method} is not allowed on ${path}`, { Allow: path in posts ? 'POST' : 'GET' })
         : new HttpError(404, 'not_found', `no route ${req.method} ${path}; see GET /openapi.json`);
     }
-    return { route: path, ...(await route(await readJson(req, limits.maxBodyBytes), info)) };
+    const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
+    if (hasBody && !isJson(req.headers['content-type'])) {
+      // A cross-site form or fetch can send text/plain without a CORS preflight; JSON needs one.
+      throw new HttpError(415, 'unsupported_media_type', `request bodies must be JSON (Content-Type: application/json), got ${req.headers['content-type'] ? `"${req.headers['content-type']}"` : 'no Content-Type'}`, { 'Accept-Post': 'application/json' });
+    }
+    admitBeforeBody(info);
+    const body = await readJson(req, { maxBytes: limits.maxBodyBytes, maxBuffered: limits.maxBufferedBytes, idleMs: limits.bodyTimeoutMs, reserve: info.reserve });
+    return { route: path, ...(await route(body, info)) };
   };
 
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const start = performance.now();
     const given = req.headers['x-request-id'];
     const id = typeof given === 'string' && /^[\x21-\x7e]{1,128}$/.test(given) ? given : randomUUID();
     const path = (req.url ?? '/').split('?')[0];
     inFlight++;
+    /** body bytes this request holds against maxBufferedBytes; given back when its connection is done with it */
+    let held = 0;
+    const reserve = (bytes: number): boolean => {
+      if (buffered + bytes > limits.maxBufferedBytes) return false;
+      buffered += bytes;
+      held += bytes;
+      return true;
+    };
     const finish = (r: { route: string; status: number; body?: unknown; raw?: string; contentType?: string; headers?: Record<string, string>; docs?: number; model?: string; degraded?: string; error?: string }): void => {
       const payload = r.raw ?? JSON.stringify(r.body);
       const headers: Record<string, string | number> = {
@@ -440,6 +569,8 @@ export function createServer(opts: ServerOptions): WinnowServer {
     res.on('close', () => {
       // closed before the answer was written: the client hung up (or timed out)
       if (!res.writableFinished) gone.cancel();
+      buffered -= held;
+      held = 0;
       done();
     });
     // Only known routes get their own label; anything else would let clients grow the series.
@@ -450,23 +581,23 @@ export function createServer(opts: ServerOptions): WinnowServer {
       finish({ route: routeLabel, status: 503, body: { error: { code: 'shutting_down', message: 'the server is shutting down' } }, headers: { 'Retry-After': '1' } });
       return;
     }
-    if (keyHashes.length > 0 && req.method === 'POST' && !authorized(req.headers.authorization, keyHashes)) {
+    // /metrics names the cascades, models and traffic: private with the rest unless asked otherwise
+    const guarded = req.method === 'POST' || (path === '/metrics' && !opts.publicMetrics);
+    if (keyHashes.length > 0 && guarded && !authorized(req.headers.authorization, keyHashes)) {
       req.resume();
       finish({ route: routeLabel, status: 401, body: { error: { code: 'unauthorized', message: 'missing or invalid bearer token (Authorization: Bearer <key>)' } }, headers: { 'WWW-Authenticate': 'Bearer' } });
       return;
     }
-    handle(req, { id, headers: req.headers, start, gone })
+    handle(req, { id, route: routeLabel, headers: req.headers, start, gone, reserve })
       .then(finish)
       .catch((e: unknown) => {
         const err = toHttpError(e);
-        if (err.status === 413) {
-          // Do not read the rest of an oversized body: answer and close the connection.
+        if (err.status === 408 || err.status === 413 || err.status === 415 || err.code === 'server_busy') {
+          // Do not read the rest of a body we will not use: answer and close the connection.
           res.shouldKeepAlive = false;
         }
-        if (err.status === 429) {
-          const b = e instanceof BackpressureError ? e : undefined;
-          if (b) metrics.rejected.inc({ scorer: b.scorer });
-        }
+        if (e instanceof BackpressureError) metrics.rejected.inc({ reason: 'queue_full', scorer: e.scorer });
+        if (err.code === 'server_busy') metrics.rejected.inc({ reason: 'buffer_budget' });
         finish({
           route: routeLabel,
           status: err.status,
@@ -475,6 +606,23 @@ export function createServer(opts: ServerOptions): WinnowServer {
           error: err.status >= 500 ? String((e as Error)?.stack ?? e) : err.code,
         });
       });
+  };
+
+  const server = http.createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      // Node checks both timeouts on this interval (default 30 s, which would let a slow sender
+      // keep its connection three times the timeout); a few checks per timeout cut it close to time.
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
+    },
+    onRequest,
+  );
+  server.maxConnections = limits.maxConnections;
+  server.on('drop', () => metrics.dropped.inc());
+  server.on('connection', (socket) => {
+    connections++;
+    socket.once('close', () => connections--);
   });
 
   return {
@@ -485,6 +633,12 @@ export function createServer(opts: ServerOptions): WinnowServer {
     },
     get inFlight() {
       return inFlight;
+    },
+    get connections() {
+      return connections;
+    },
+    get bufferedBytes() {
+      return buffered;
     },
     listen(port = 0, host = '127.0.0.1') {
       return new Promise<string>((resolve, reject) => {
@@ -497,17 +651,29 @@ export function createServer(opts: ServerOptions): WinnowServer {
         });
       });
     },
-    async close() {
+    async close(graceMs = limits.shutdownGraceMs) {
       closing = true;
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
-      if (inFlight > 0) await new Promise<void>((resolve) => idle.push(resolve));
-      // Every accepted request is answered. What is left is idle keep-alive connections and
-      // connections that never sent a request, which Node counts as active, so
-      // closeIdleConnections() would leave them to hold shutdown up until the client's timeout.
+      let unfinished = 0;
+      if (inFlight > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        // A client sending its body slowly (or never) would otherwise hold shutdown up until
+        // the request timeout, or for ever once past it.
+        const late = await Promise.race([
+          new Promise<false>((resolve) => idle.push(() => resolve(false))),
+          new Promise<true>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
+        ]);
+        clearTimeout(timer);
+        if (late) unfinished = inFlight;
+      }
+      // What is left is idle keep-alive connections, connections that never sent a request
+      // (which Node counts as active, so closeIdleConnections() leaves them), and after the
+      // grace period the requests that did not finish: their runs see the client gone and stop.
       server.closeAllConnections();
       await stopped;
       for (const b of batchers) await b.close();
+      return { unfinished };
     },
   };
 }
@@ -551,32 +717,85 @@ function toHttpError(e: unknown): HttpError {
   return new HttpError(500, 'internal', 'internal error; see the server log');
 }
 
-/** Reads a JSON body of at most `max` bytes; 413 beyond, 400 when it is not JSON. */
-function readJson(req: http.IncomingMessage, max: number): Promise<unknown> {
+/** `application/json`, or a `+json` type such as `application/vnd.api+json`, with any parameters. */
+function isJson(type: string | undefined): boolean {
+  return type !== undefined && /^\s*application\/(?:[\w.!#$&^-]+\+)?json\s*(?:;|$)/i.test(type);
+}
+
+/**
+ * X-Request-Deadline-Ms in milliseconds; absent gives undefined, anything but a positive integer
+ * a 400 (or undefined with `lenient`, for checks that run before the one that answers it).
+ */
+function headerDeadline(header: string | string[] | undefined, lenient = false): number | undefined {
+  if (typeof header !== 'string') return undefined;
+  if (/^\s*\d+\s*$/.test(header) && Number(header) >= 1) return Number(header);
+  if (lenient) return undefined;
+  throw new HttpError(400, 'invalid_deadline', `X-Request-Deadline-Ms must be a positive integer of milliseconds, got "${header}"`);
+}
+
+function serverBusy(maxBuffered: number): HttpError {
+  return new HttpError(503, 'server_busy', `the server holds as many request bodies as it may (maxBufferedBytes ${maxBuffered} across requests); retry later`, { 'Retry-After': '1' });
+}
+
+interface BodyLimits {
+  maxBytes: number;
+  maxBuffered: number;
+  idleMs: number;
+  reserve(bytes: number): boolean;
+}
+
+/**
+ * Reads a JSON body: 413 over `maxBytes`, 503 when the server-wide body budget has no room
+ * (a declared Content-Length is reserved whole before the first byte, so what every request
+ * may still send is already paid for), 408 after `idleMs` without a byte, 400 when it is not JSON.
+ */
+function readJson(req: http.IncomingMessage, { maxBytes, maxBuffered, idleMs, reserve }: BodyLimits): Promise<unknown> {
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > max) {
-    return Promise.reject(new HttpError(413, 'body_too_large', `request body is ${declared} bytes; the limit (maxBodyBytes) is ${max}`));
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    return Promise.reject(new HttpError(413, 'body_too_large', `request body is ${declared} bytes; the limit (maxBodyBytes) is ${maxBytes}`));
+  }
+  let reserved = 0;
+  if (Number.isFinite(declared) && declared > 0) {
+    if (!reserve(declared)) return Promise.reject(serverBusy(maxBuffered));
+    reserved = declared;
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    let failed = false;
+    let settled = false;
+    const fail = (e: HttpError): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      chunks.length = 0;
+      reject(e);
+    };
+    const timer = setTimeout(() => fail(new HttpError(408, 'body_timeout', `no request body bytes for ${idleMs} ms (the limit, bodyTimeoutMs); send the body without pausing`)), idleMs);
     req.on('data', (chunk: Buffer) => {
-      if (failed) return;
+      if (settled) return;
+      timer.refresh();
       size += chunk.length;
-      if (size > max) {
-        failed = true;
-        reject(new HttpError(413, 'body_too_large', `request body is over ${max} bytes, the limit (maxBodyBytes)`));
+      if (size > maxBytes) {
+        fail(new HttpError(413, 'body_too_large', `request body is over ${maxBytes} bytes, the limit (maxBodyBytes)`));
         return;
+      }
+      // a chunked body has no Content-Length: it takes its budget as it comes
+      if (size > reserved) {
+        if (!reserve(size - reserved)) {
+          fail(serverBusy(maxBuffered));
+          return;
+        }
+        reserved = size;
       }
       chunks.push(chunk);
     });
-    req.on('error', (e) => {
-      if (!failed) reject(new HttpError(400, 'bad_request', `could not read the request body: ${e.message}`));
-      failed = true;
-    });
+    req.on('error', (e) => fail(new HttpError(400, 'bad_request', `could not read the request body: ${e.message}`)));
+    // the connection went away mid-body (the client, or Node's requestTimeout): nobody to answer
+    req.on('close', () => fail(new HttpError(400, 'bad_request', 'the connection closed before the request body was complete')));
     req.on('end', () => {
-      if (failed) return;
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
       const text = Buffer.concat(chunks).toString('utf8');
       try {
         resolve(JSON.parse(text));

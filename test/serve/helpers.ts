@@ -1,3 +1,4 @@
+import { connect, type Socket } from 'node:net';
 import type { Costs } from '../../src/core/costs.js';
 import type { Doc, ScoreKind } from '../../src/core/types.js';
 import { Pipeline } from '../../src/cascade/pipeline.js';
@@ -47,6 +48,99 @@ export class OverlapScorer implements MultiQueryScorer {
     if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     return requests.map((r) => Float32Array.from(r.docs.map((d) => OverlapScorer.scoreOne(r.query, d.title ? `${d.title} ${d.text}` : d.text, this.scale))));
   }
+}
+
+/**
+ * An OverlapScorer whose model calls wait while the gate is held, and which advances its own
+ * clock by `msPerPair` per pair scored: a BatchingScorer given `clock` measures exactly that
+ * rate. Tests then hold work in the queue and know what the batcher predicts, on any machine.
+ */
+export class GatedScorer extends OverlapScorer {
+  /** model calls started, including those waiting at the gate */
+  started = 0;
+  now = 0;
+  private held = false;
+  private waiting: (() => void)[] = [];
+  readonly clock = (): number => this.now;
+
+  constructor(
+    readonly msPerPair = 0,
+    name = 'gated',
+  ) {
+    super('logit', 0, 1, name);
+  }
+
+  hold(): void {
+    this.held = true;
+  }
+
+  release(): void {
+    this.held = false;
+    this.waiting.splice(0).forEach((go) => go());
+  }
+
+  override async scoreMany(requests: readonly { query: string; docs: readonly Doc[] }[]): Promise<Float32Array[]> {
+    this.started++;
+    if (this.held) await new Promise<void>((go) => this.waiting.push(go));
+    this.now += this.msPerPair * requests.reduce((a, r) => a + r.docs.length, 0);
+    return super.scoreMany(requests);
+  }
+}
+
+/** Resolves once `cond()` holds, checking every few ms; the test's timeout bounds the wait. */
+export async function waitFor(cond: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await cond())) await new Promise((r) => setTimeout(r, 5));
+}
+
+/** A raw TCP connection to the server, for requests no HTTP client would send (half-sent, slow). */
+export interface RawConnection {
+  socket: Socket;
+  /** everything the server sent, once the connection has closed */
+  closed: Promise<string>;
+  /** whether it has closed yet */
+  isClosed(): boolean;
+}
+
+export function rawConnect(url: string): Promise<RawConnection> {
+  const { port, hostname } = new URL(url);
+  const socket = connect(Number(port), hostname);
+  let data = '';
+  let isClosed = false;
+  socket.setEncoding('latin1');
+  socket.on('data', (d: string) => (data += d));
+  // a reset from the server is an expected outcome for some tests; the close event says it
+  socket.on('error', () => undefined);
+  const closed = new Promise<string>((resolve) =>
+    socket.once('close', () => {
+      isClosed = true;
+      resolve(data);
+    }),
+  );
+  return new Promise((resolve) => {
+    socket.once('connect', () => resolve({ socket, closed, isClosed: () => isClosed }));
+    // refused before connecting (a full backlog): still a connection the caller accounts for
+    socket.once('close', () => resolve({ socket, closed, isClosed: () => isClosed }));
+  });
+}
+
+/** The status, headers and JSON body of the first response in raw socket text. */
+export function parseResponse(raw: string): { status: number; headers: Record<string, string>; json: any } { // any: checked field by field in tests
+  const [head, ...rest] = raw.split('\r\n\r\n');
+  const lines = head.split('\r\n');
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(lines[0] ?? '')?.[1] ?? NaN);
+  const headers: Record<string, string> = {};
+  for (const l of lines.slice(1)) {
+    const i = l.indexOf(':');
+    if (i > 0) headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+  }
+  const body = rest.join('\r\n\r\n');
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    json = body;
+  }
+  return { status, headers, json };
 }
 
 /** The same scorer without `scoreMany`, so the batcher's per-query fallback is exercised. */

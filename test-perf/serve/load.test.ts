@@ -1,10 +1,14 @@
+/**
+ * Speed-dependent: autocannon load for a few seconds, with bounds on how much memory grows.
+ * Part of `npm run test:perf`, not `npm test`, so a loaded machine cannot fail the main suite.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import autocannon from 'autocannon';
 import { ScoreCache } from '../../src/cascade/cache.js';
-import { DOCS, OverlapScorer, QUERY, start, twoStage } from './helpers.js';
+import { DOCS, OverlapScorer, QUERY, start, twoStage } from '../../test/serve/helpers.js';
 
 /** Growth allowed between the end of warm-up and the end of the load run, after a full GC. */
 const RSS_BOUND_MB = 64;
