@@ -35,6 +35,9 @@ import { DocStore, readMeta } from './store.js';
 // The collection is split by concern; this file is the facade most callers need.
 export { COLLECTION_FORMAT, COLLECTION_VERSION, collectionDir, readManifest, type CollectionConfig, type Manifest } from './manifest.js';
 export { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
+
+/** documents per segment file unless a collection is created with another number */
+export const DEFAULT_SEGMENT_DOCS = 50_000;
 export { checkFiles, type FileCheck } from './integrity.js';
 export { repairCollection, type RepairReport } from './repair.js';
 
@@ -151,7 +154,7 @@ export class Collection implements DocLookup {
       lossyNorms: opts.lossyNorms ?? true,
       model: e ? { ref: opts.modelRef ?? e.id, id: e.id, dim: e.dim } : null,
       ann,
-      segmentDocs: opts.segmentDocs ?? 50_000,
+      segmentDocs: opts.segmentDocs ?? DEFAULT_SEGMENT_DOCS,
       maxSegments: opts.maxSegments ?? 16,
     };
     if (!(config.segmentDocs >= 1) || !(config.maxSegments >= 1)) throw new WinnowError('bad_input', 'segmentDocs and maxSegments must be >= 1');
