@@ -42,6 +42,16 @@ export const PLUGIN_FLAG = {
   plugin: { type: 'string', multiple: true, arg: 'FILE', help: 'a module that registers more kinds of stage (repeatable; see docs/architecture.md)' },
 } as const satisfies FlagDefs;
 
+/** Where `eval` and `tune` keep what they compute once and reuse across runs. */
+export const CACHE_FLAGS = {
+  'index-cache': { type: 'string', arg: 'DIR', default: '.winnow-cache', help: 'keep built BM25 indexes here between runs' },
+  'embedding-cache': {
+    type: 'string',
+    arg: 'DIR',
+    help: 'keep document embeddings of bi-encoder and late-interaction stages here\nacross runs, so each document is embedded once (default\n$WINNOW_HOME/embeddings; none: memory only)',
+  },
+} as const satisfies FlagDefs;
+
 /** Declares a command; `--help`/`-h` is added to every one. */
 export function command<const F extends FlagDefs>(def: CommandDef<F>): CommandDef<F & typeof HELP_FLAG> {
   return { ...def, flags: { ...def.flags, ...HELP_FLAG } };

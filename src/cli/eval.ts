@@ -15,7 +15,7 @@ import { readLines } from '../eval/io/lines.js';
 import type { Qrels } from '../eval/metrics.js';
 import { formatExperiment } from '../eval/table.js';
 import { winnowHome } from '../models/cache.js';
-import { command, intArg, loadPlugins, parseCommand, PLUGIN_FLAG, showHelp, helpText } from './args.js';
+import { command, intArg, CACHE_FLAGS, loadPlugins, parseCommand, PLUGIN_FLAG, showHelp, helpText } from './args.js';
 
 export const EVAL_COMMAND = command({
   name: 'eval',
@@ -53,12 +53,7 @@ export const EVAL_COMMAND = command({
     run: { type: 'string', arg: 'FILE', help: 'write the final rankings as a TREC run file' },
     'cache-entries': { type: 'string', arg: 'N', default: '1000000', help: 'score-cache capacity (0 disables)' },
     index: { type: 'string', arg: 'FILE', help: 'BM25 index file: loaded if present, else built and saved there' },
-    'index-cache': { type: 'string', arg: 'DIR', default: '.winnow-cache', help: 'keep built BM25 indexes here between runs' },
-    'embedding-cache': {
-      type: 'string',
-      arg: 'DIR',
-      help: 'document embeddings of bi-encoder and late-interaction stages, kept\nacross runs (default $WINNOW_HOME/embeddings; none: memory only)',
-    },
+    ...CACHE_FLAGS,
   },
 });
 

@@ -11,7 +11,7 @@ import { MIN_CALIBRATION_PAIRS, MIN_CALIBRATION_POSITIVES } from '../eval/tune/c
 import { fnv1a } from '../eval/tune/random.js';
 import type { StageCost } from '../eval/tune/pool.js';
 import { type PlanSummary, runTune, type TuneResult } from '../eval/tune/tune.js';
-import { command, helpText, intArg, loadPlugins, numFlag, parseCommand, PLUGIN_FLAG, showHelp } from './args.js';
+import { command, helpText, intArg, CACHE_FLAGS, loadPlugins, numFlag, parseCommand, PLUGIN_FLAG, showHelp } from './args.js';
 import { embeddingCacheFlag, writeJson } from './eval.js';
 
 export const TUNE_COMMAND = command({
@@ -55,12 +55,7 @@ budget, fitted on the tuning split and reported on the held-out split.`,
     seed: { type: 'string', arg: 'N', default: '42', help: 'seed of the bootstrap' },
     out: { type: 'string', short: 'o', arg: 'FILE', help: 'write the tuned cascade spec (YAML); not written when the budget is not met' },
     json: { type: 'string', arg: 'FILE', help: 'write every number (curves, configurations, calibration) for winnow report' },
-    'index-cache': { type: 'string', arg: 'DIR', default: '.winnow-cache', help: 'keep built BM25 indexes here between runs' },
-    'embedding-cache': {
-      type: 'string',
-      arg: 'DIR',
-      help: 'keep document embeddings here across runs, so scoring a deep pool\nwith a bi-encoder embeds each document once (default\n$WINNOW_HOME/embeddings; none: memory only)',
-    },
+    ...CACHE_FLAGS,
     'cold-queries': { type: 'string', arg: 'N', default: '8', help: 'queries the cold cost of a cached-embedding stage is timed on' },
   },
   notes: `Costs: a reranker with a document-side cache (bi-encoder, late interaction) is costed cold:
