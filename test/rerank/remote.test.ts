@@ -144,14 +144,22 @@ for (const c of CASES) {
       const server = await startFakeRerankServer({ shape: c.shape, apiKey: KEY, replies: [{ hang: true }, { hang: true }] });
       try {
         const { sleeps, sleep } = fakeSleep();
-        const scorer = c.make(server.url, { sleep, timeoutMs: 80, maxAttempts: 2 });
+        // Attempts are counted at the client: on a loaded machine an 80 ms timeout can fire before
+        // a request reaches the server, so the server's count says nothing about retrying.
+        let attempts = 0;
+        const counted: typeof fetch = (input, init) => {
+          attempts++;
+          return fetch(input, init);
+        };
+        const scorer = c.make(server.url, { sleep, timeoutMs: 80, maxAttempts: 2, fetch: counted });
         await assert.rejects(scorer.score(QUERY, corpus(2)), (e: unknown) => {
           assert.ok(e instanceof WinnowError);
           assert.equal(e.code, 'unavailable');
           assert.match(e.message, /failed after 2 attempts: no answer within 80 ms/);
           return true;
         });
-        assert.equal(server.requests.length, 2);
+        assert.equal(attempts, 2);
+        assert.ok(server.requests.length <= 2);
         assert.equal(sleeps.length, 1);
       } finally {
         await server.close();
