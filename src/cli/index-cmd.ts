@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { WinnowError } from '../core/errors.js';
 import { readCorpus } from '../eval/io/beir.js';
@@ -6,7 +6,9 @@ import { Collection, checkFiles, collectionDir, readManifest, repairCollection, 
 import { openCollection } from '../retrieve/collection/env.js';
 import type { AnnParams } from '../retrieve/dense/ann.js';
 import { loadEmbedder } from '../retrieve/dense/load.js';
-import { intFlag, parseFlags } from './args.js';
+import { parseOpenSearchTarget, targetLabel } from '../retrieve/opensearch/connect.js';
+import { loadOpenSearch } from '../retrieve/opensearch/load.js';
+import { intFlag, numFlag, parseFlags } from './args.js';
 
 const USAGE = `usage:
   winnow index NAME --corpus DIR|FILE|- [--model REF] [--m 16] [--ef-construction 200] [--ef-search 128]
@@ -17,6 +19,9 @@ const USAGE = `usage:
   winnow index NAME --info
   winnow index NAME --verify
   winnow index NAME --repair
+  winnow index --to opensearch://HOST:PORT/INDEX --corpus DIR|FILE|- [--model REF] [--shards 1] [--replicas 0]
+                    [--bm25-k1 0.9] [--bm25-b 0.4] [--m 16] [--ef-construction 128] [--batch-docs 500]
+                    [--limit N] [--skip-empty]
 Writes wait for another writer up to --lock-timeout SECONDS (default 30; 0 fails at once).
 
 NAME is a collection under $WINNOW_HOME/collections/ (default ~/.cache/winnow), or a path.
@@ -27,7 +32,13 @@ Every add, update or delete is one atomic commit: a reader never sees half of it
 A collection owns its folder: it is created only in a new or empty folder, and it only ever
 deletes files it wrote. Every open checks each file's sha256 (cached by size, mtime, ctime and
 inode); --verify hashes everything again and lists each file; --repair rebuilds a lost or
-damaged manifest from the intact segments.`;
+damaged manifest from the intact segments.
+
+--to loads the corpus into an OpenSearch index instead (created with Winnow's analyzer, BM25
+k1/b, shard and replica counts, and a Lucene HNSW knn_vector field "embedding" with --model).
+Ids already in the index are skipped, so an interrupted load resumes when run again; --limit N
+stops after reading N documents. Search it with \`retrieve: opensearch://HOST:PORT/INDEX\` or
+\`winnow eval --first-pass opensearch://HOST:PORT/INDEX\` (docs/scale-out.md).`;
 
 const FLAGS = {
   corpus: { type: 'string' },
@@ -47,6 +58,13 @@ const FLAGS = {
   'segment-docs': { type: 'string' },
   upsert: { type: 'boolean' },
   'skip-empty': { type: 'boolean' },
+  to: { type: 'string' },
+  shards: { type: 'string' },
+  replicas: { type: 'string' },
+  'bm25-k1': { type: 'string' },
+  'bm25-b': { type: 'string' },
+  'batch-docs': { type: 'string' },
+  limit: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -57,6 +75,7 @@ export async function indexCommand(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  if (v.to !== undefined) return openSearchIndexCommand(v, positionals);
   const [name, ...ids] = positionals;
   if (!name) throw new WinnowError('usage', 'missing collection NAME', USAGE);
   const actions = (['corpus', 'add', 'update', 'delete', 'info', 'verify', 'repair'] as const).filter((a) => v[a] !== undefined && v[a] !== false);
@@ -132,6 +151,51 @@ export async function indexCommand(args: string[]): Promise<number> {
   printReport(c, report, Date.now() - t0);
   c.close();
   return 0;
+}
+
+type IndexFlags = ReturnType<typeof parseFlags<typeof FLAGS>>['values'];
+
+/** `winnow index --to opensearch://...`: bulk-loads a corpus into an OpenSearch index. */
+async function openSearchIndexCommand(v: IndexFlags, positionals: string[]): Promise<number> {
+  if (positionals.length) throw new WinnowError('usage', `--to takes no collection NAME (got ${positionals.join(' ')})`, USAGE);
+  if (!v.corpus) throw new WinnowError('usage', '--to needs --corpus FILE', USAGE);
+  for (const flag of ['add', 'update', 'delete', 'info', 'verify', 'repair', 'quantization', 'exact-below', 'segment-docs', 'ef-search', 'upsert'] as const) {
+    if (v[flag] !== undefined && v[flag] !== false) throw new WinnowError('usage', `--${flag} is for collections, not with --to`, USAGE);
+  }
+  const target = parseOpenSearchTarget(v.to!, '--to');
+  const embedder = v.model ? await loadEmbedder(v.model) : undefined;
+  const corpus = v.corpus === '-' ? undefined : corpusPath(v.corpus);
+  const report = await loadOpenSearch({
+    to: target,
+    docs: readDocs(v.corpus),
+    expectedCount: corpus ? await countLines(corpus) : 0,
+    embedder,
+    bm25: { k1: numFlag(v['bm25-k1'], 'bm25-k1'), b: numFlag(v['bm25-b'], 'bm25-b') },
+    shards: v.shards === undefined ? undefined : intFlag(v.shards, 'shards', 1),
+    replicas: v.replicas === undefined ? undefined : intFlag(v.replicas, 'replicas', 0, 0),
+    hnsw: { m: v.m === undefined ? undefined : intFlag(v.m, 'm', 16, 2), efConstruction: v['ef-construction'] === undefined ? undefined : intFlag(v['ef-construction'], 'ef-construction', 128) },
+    batchDocs: v['batch-docs'] === undefined ? undefined : intFlag(v['batch-docs'], 'batch-docs', 500),
+    limit: v.limit === undefined ? undefined : intFlag(v.limit, 'limit', 1),
+    skipEmpty: v['skip-empty'],
+    progress: true,
+  });
+  const parts = [`indexed ${report.indexed}`];
+  if (report.skippedExisting) parts.push(`skipped ${report.skippedExisting} already present`);
+  if (report.skippedEmpty) parts.push(`skipped ${report.skippedEmpty} empty`);
+  console.log(`${targetLabel(target)}: ${report.created ? 'created, ' : ''}${parts.join(', ')} in ${(report.ms / 1000).toFixed(1)}s → ${report.count} documents`);
+  return 0;
+}
+
+function corpusPath(source: string): string {
+  if (!existsSync(source)) throw new WinnowError('not_found', `corpus not found: ${source}`);
+  return statSync(source).isDirectory() ? path.join(source, 'corpus.jsonl') : source;
+}
+
+/** Lines in a file, for the progress bar's total (one document per line). */
+async function countLines(file: string): Promise<number> {
+  let n = 0;
+  for await (const chunk of createReadStream(file)) for (const byte of chunk as Buffer) if (byte === 10) n++;
+  return n;
 }
 
 function seconds(value: string, flag: string): number {
