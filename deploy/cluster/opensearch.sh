@@ -25,10 +25,10 @@ die() { echo "opensearch.sh: $*" >&2; exit 1; }
 
 need_tools() {
   local missing=()
-  for tool in java mvn curl node; do
+  for tool in java javac mvn curl node; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
   done
-  [ ${#missing[@]} -eq 0 ] || die "missing ${missing[*]} (Debian: apt-get install -y openjdk-17-jre-headless maven curl)"
+  [ ${#missing[@]} -eq 0 ] || die "missing ${missing[*]} (Debian: apt-get install -y openjdk-17-jdk-headless maven curl)"
 }
 
 # Builds the launcher and the classpath once; a lock keeps parallel `up`s from building over each other.

@@ -288,13 +288,13 @@ const SCIFACT = '/work/shared/datasets/scifact';
 const TINY_BI = path.resolve('test/fixtures/models/tiny-bert-bi');
 
 function missingTools(): string | undefined {
-  const missing = ['java', 'mvn', 'curl'].filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0);
+  const missing = ['java', 'javac', 'mvn', 'curl', 'node'].filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0);
   return missing.length ? missing.join(', ') : undefined;
 }
 
 const externalUrl = process.env.WINNOW_TEST_OPENSEARCH_URL;
 const missing = externalUrl ? undefined : missingTools();
-const skipReal = missing ? `OpenSearch tests SKIPPED: ${missing} not installed (apt-get install -y openjdk-17-jre-headless maven curl)` : false;
+const skipReal = missing ? `OpenSearch tests SKIPPED: ${missing} not installed (apt-get install -y openjdk-17-jdk-headless maven curl)` : false;
 if (skipReal) process.stderr.write(`\n!!! ${skipReal}\n\n`);
 
 describe('OpenSearch retriever and loader against a real engine', { skip: skipReal }, () => {
@@ -404,12 +404,12 @@ function subsetOfScifact(dir: string): string {
   const qrels = readFileSync(path.join(SCIFACT, 'qrels/test.tsv'), 'utf8');
   const judged = new Set(qrels.trim().split('\n').slice(1).map((l) => l.split('\t')[1]));
   const lines = readFileSync(path.join(SCIFACT, 'corpus.jsonl'), 'utf8').trim().split('\n');
-  const keep = lines.filter((l, i) => i < 800 || judged.has((JSON.parse(l) as { _id: string })._id));
+  const keep = lines.filter((l, i) => i < 600 || judged.has((JSON.parse(l) as { _id: string })._id));
   writeFileSync(path.join(dir, 'corpus.jsonl'), `${keep.join('\n')}\n`);
   const queryIds = new Set(qrels.trim().split('\n').slice(1).map((l) => l.split('\t')[0]));
   const queries = readFileSync(path.join(SCIFACT, 'queries.jsonl'), 'utf8').trim().split('\n').filter((l) => queryIds.has((JSON.parse(l) as { _id: string })._id));
-  writeFileSync(path.join(dir, 'queries.jsonl'), `${queries.slice(0, 100).join('\n')}\n`);
-  const kept = new Set(queries.slice(0, 100).map((l) => (JSON.parse(l) as { _id: string })._id));
+  writeFileSync(path.join(dir, 'queries.jsonl'), `${queries.slice(0, 60).join('\n')}\n`);
+  const kept = new Set(queries.slice(0, 60).map((l) => (JSON.parse(l) as { _id: string })._id));
   writeFileSync(path.join(dir, 'qrels/test.tsv'), [qrels.split('\n')[0], ...qrels.trim().split('\n').slice(1).filter((l) => kept.has(l.split('\t')[0]))].join('\n') + '\n');
   return dir;
 }
