@@ -32,7 +32,8 @@ export const EVAL_USAGE = `usage: winnow eval (--dataset DIR [--split test] | --
   --plugin FILE       a module that registers more kinds of stage (repeatable; see
                       docs/architecture.md); its names work in --spec and the flags below
   --first-pass NAME   bm25 (default with a corpus), dense or hybrid (BM25 + dense, RRF k=60;
-                      need a collection with a model), or none (rerank the given candidates)
+                      need a collection with a model), none (rerank the given candidates), or
+                      an OpenSearch index: opensearch://HOST:PORT/INDEX (docs/scale-out.md)
   --first-k K         candidates the first pass retrieves (default 1000)
   --stage1-model REF  first rerank stage: a scorer name (bm25) or a model folder
   --stage2-model REF  second rerank stage; stage 1 then keeps --pool-size candidates for it
