@@ -13,3 +13,4 @@ import './retrieve/opensearch/retriever.js';
 import './rerank/rerank.js';
 import './rerank/load.js';
 import './rerank/remote/index.js';
+import './rerank/llm/index.js';
