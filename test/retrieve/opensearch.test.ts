@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -317,7 +317,9 @@ describe('OpenSearch retriever and loader against a real engine', { skip: skipRe
     dataset = subsetOfScifact(path.join(work, 'scifact-subset'));
   });
 
-  after(() => {
+  after(async () => {
+    // A cluster this test did not start keeps running; only the test's own indexes go.
+    if (externalUrl && url) for (const name of [index, `${index}-killed`]) await fetch(`${url}/${name}`, { method: 'DELETE' }).catch(() => undefined);
     if (pid) execFileSync('bash', [SCRIPT, 'down', pid], { stdio: 'inherit' });
     if (work) rmSync(work, { recursive: true, force: true });
   });
@@ -336,6 +338,38 @@ describe('OpenSearch retriever and loader against a real engine', { skip: skipRe
     const other = winnow(['index', '--to', target(), '--corpus', dataset]);
     assert.equal(other.code, 4, other.stdout);
     assert.match(other.stderr, /was made with the model .*tiny-bert-bi.*has no model/);
+  });
+
+  test('a load killed with SIGKILL mid-way is finished by running it again: nothing lost, nothing sent twice', async () => {
+    const killedIndex = `${target()}-killed`;
+    const plain = killedIndex.replace(/^opensearch/, 'http');
+    const corpus = path.join(dataset, 'corpus.jsonl');
+    const total = readFileSync(corpus, 'utf8').trim().split('\n').length;
+    const child = spawn(process.execPath, [path.resolve('bin/winnow.js'), 'index', '--to', killedIndex, '--corpus', corpus, '--model', TINY_BI, '--batch-docs', '20'], {
+      env: { ...process.env, WINNOW_NO_PROGRESS: '1' },
+      stdio: 'ignore',
+    });
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    let alive = true;
+    void exited.then(() => (alive = false));
+    let seen = 0;
+    while (alive && seen < 100) {
+      await new Promise((r) => setTimeout(r, 100));
+      const refreshed = await fetch(`${plain}/_refresh`, { method: 'POST' }).catch(() => undefined);
+      if (!refreshed?.ok) continue;
+      seen = ((await (await fetch(`${plain}/_count`)).json()) as { count: number }).count;
+    }
+    assert.ok(alive, `the load ended (${await exited}) before 100 documents were seen; nothing was interrupted`);
+    child.kill('SIGKILL');
+    await exited;
+    const again = winnow(['index', '--to', killedIndex, '--corpus', corpus, '--model', TINY_BI]);
+    assert.equal(again.code, 0, again.stderr);
+    const m = /indexed (\d+), skipped (\d+) already present .* → (\d+) documents/.exec(again.stdout);
+    assert.ok(m, again.stdout);
+    const [indexed, skipped, count] = m.slice(1).map(Number);
+    assert.ok(skipped >= seen, `skipped ${skipped} >= the ${seen} seen before the kill`);
+    assert.equal(indexed + skipped, total);
+    assert.equal(count, total);
   });
 
   test('BM25 through OpenSearch scores SciFact like Winnow\'s own BM25 (same k1, b and analyzer)', () => {

@@ -103,7 +103,7 @@ export function openSearchClient(t: OpenSearchTarget, opts: ClientOptions = {}):
 }
 
 /** What OpenSearch says in an error body: `{error: {type, reason, root_cause}, status}`. */
-function engineReason(body: unknown): string | undefined {
+export function engineReason(body: unknown): string | undefined {
   if (!body || typeof body !== 'object') return typeof body === 'string' && body ? body.slice(0, 300) : undefined;
   const err = (body as { error?: unknown }).error;
   if (typeof err === 'string') return err;
@@ -204,4 +204,3 @@ export async function retryRejected<T>(fn: () => Promise<T>, opts: RetryOptions 
   }
 }
 
-export { engineReason };

@@ -21,6 +21,7 @@ import {
   parseOpenSearchTarget,
   Rejected,
   retryRejected,
+  statusOf,
   targetLabel,
   type OpenSearchTarget,
 } from './connect.js';
@@ -254,7 +255,8 @@ export class OpenSearchRetriever extends Retriever {
           });
           body = res.body as typeof body;
         } catch (e) {
-          if (e instanceof Error && (e as { statusCode?: number }).statusCode === 429) throw e;
+          // A 429 goes back to retryRejected as it is, to be retried.
+          if (statusOf(e) === 429) throw e;
           throw engineError(e, this.connection.target, what);
         }
         const items = body.responses ?? [];
