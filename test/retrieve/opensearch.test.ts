@@ -16,6 +16,8 @@ import { loadEmbedder } from '../../src/retrieve/dense/load.js';
 import { parseOpenSearchTarget } from '../../src/retrieve/opensearch/connect.js';
 import { OpenSearchConnection, OpenSearchRetriever, openSearchRetriever, type OpenSearchRetrieverOptions } from '../../src/retrieve/opensearch/retriever.js';
 import { readCorpus } from '../../src/eval/io/beir.js';
+import { Rerank } from '../../src/rerank/rerank.js';
+import type { Scorer } from '../../src/rerank/scorer.js';
 import { winnow } from '../cli/run.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -137,6 +139,29 @@ describe('OpenSearch retriever against a loopback fake', () => {
       assert.equal(rankings[0].hits[0].scores.opensearch, 10);
       assert.equal(costs.get('opensearch.requests'), 2, 'one mapping look plus one _msearch');
       await r.close();
+    } finally {
+      await fake.close();
+    }
+  });
+
+  test('a reranker after the first pass reads the _source text on the hits, with no document lookup', async () => {
+    const fake = await fakeEngine();
+    try {
+      const seen: string[] = [];
+      const scorer: Scorer = {
+        id: 'length',
+        kind: 'unbounded',
+        async score(_query, docs) {
+          seen.push(...docs.map((d) => `${d.title}|${d.text}`));
+          return Float32Array.from(docs, (d) => d.text.length);
+        },
+      };
+      const pipeline = Pipeline.of(retriever(fake.url, {}, 100)).top(3).andThen(new Rerank(scorer));
+      const costs = new Costs();
+      const [r] = await pipeline.run([{ query: Q[0], hits: [] }], { costs, docs: new Map() });
+      assert.deepEqual(seen.sort(), ['T0|text of d0', 'T1|text of d1', 'T2|text of d2']);
+      assert.equal(r.hits.length, 3);
+      await pipeline.close();
     } finally {
       await fake.close();
     }
