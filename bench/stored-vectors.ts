@@ -73,7 +73,17 @@ interface Round {
   queryEmbedMs: number[];
   locateMs: number[];
   dotMs: number[];
+  /** CPU time of this process (user + system, all threads) for the same calls */
+  storedCpu: number[];
+  warmCpu: number[];
+  queryEmbedCpu: number[];
+  locateCpu: number[];
+  dotCpu: number[];
 }
+const cpuMs = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
 const rounds: Round[] = [];
 const seg = new Int32Array(K);
 const row = new Int32Array(K);
@@ -84,22 +94,27 @@ for (const p of pools.slice(0, 5)) await s.rerank.run([p], { docs: stored.lookup
 const embeddedBefore = scorer.model.cache.misses;
 
 for (let r = 0; r < ROUNDS; r++) {
-  const round: Round = { storedMs: [], warmMs: [], queryEmbedMs: [], locateMs: [], dotMs: [] };
+  const round: Round = { storedMs: [], warmMs: [], queryEmbedMs: [], locateMs: [], dotMs: [], storedCpu: [], warmCpu: [], queryEmbedCpu: [], locateCpu: [], dotCpu: [] };
   // rotate which path goes first, so neither always runs on a cooler cache
   // (each path runs over all queries in turn, so one path's garbage is not collected in the other's time)
   const order = r % 2 === 0 ? ['stored', 'warm'] : ['warm', 'stored'];
   for (const which of order) {
     for (const p of pools) {
+      const c = cpuMs();
       const t = performance.now();
       if (which === 'stored') await s.rerank.run([p], { docs: stored.lookup, costs: new Costs() });
       else await w.rerank.run([p], { docs: warmLookup, costs: new Costs() });
       (which === 'stored' ? round.storedMs : round.warmMs).push(performance.now() - t);
+      (which === 'stored' ? round.storedCpu : round.warmCpu).push(cpuMs() - c);
     }
   }
   for (const p of pools) {
+    let c = cpuMs();
     let t = performance.now();
     const q = await scorer.model.embedQuery(p.query.text);
     round.queryEmbedMs.push(performance.now() - t);
+    round.queryEmbedCpu.push(cpuMs() - c);
+    c = cpuMs();
     t = performance.now();
     v.locate(
       p.hits.map((h) => h.docId),
@@ -107,14 +122,16 @@ for (let r = 0; r < ROUNDS; r++) {
       row,
     );
     round.locateMs.push(performance.now() - t);
+    round.locateCpu.push(cpuMs() - c);
+    c = cpuMs();
     t = performance.now();
     const qq = sqNorm(q, 0, q.length);
     let sink = 0;
-    for (let i = 0; i < p.hits.length; i++) {
-      const sv = v.segments[seg[i]]!;
-      sink += scorer.model.pairScore(q, qq, sv.vectors, row[i] * v.dim, sv.sqNorms[row[i]]);
-    }
+    const mats = v.segments.map((x) => x?.vectors);
+    const norms = v.segments.map((x) => x?.sqNorms);
+    for (let i = 0; i < p.hits.length; i++) sink += scorer.model.pairScore(q, qq, mats[seg[i]]!, row[i] * v.dim, norms[seg[i]]![row[i]]);
     round.dotMs.push(performance.now() - t);
+    round.dotCpu.push(cpuMs() - c);
     if (Number.isNaN(sink)) throw new Error('NaN score');
   }
   rounds.push(round);
@@ -123,18 +140,18 @@ if (scorer.model.cache.misses !== embeddedBefore || scorer.embedded !== 0) throw
 const loadEnd = os.loadavg();
 
 const stat = (pick: (r: Round) => number[], p: number): number => median(rounds.map((r) => percentile(pick(r), p)));
-const rowsOf: [string, (r: Round) => number[]][] = [
-  ['stage over stored vectors (query embedding + lookup + dot products + sort)', (r) => r.storedMs],
-  ['  of which: query embedding (timed alone)', (r) => r.queryEmbedMs],
-  ['  of which: id → row lookup (timed alone)', (r) => r.locateMs],
-  ['  of which: dot products (timed alone)', (r) => r.dotMs],
-  ['same stage without stored vectors: documents read by id, embeddings from a warm cache', (r) => r.warmMs],
+const rowsOf: [string, (r: Round) => number[], (r: Round) => number[]][] = [
+  ['stage over stored vectors (query embedding + lookup + dot products + sort)', (r) => r.storedMs, (r) => r.storedCpu],
+  ['  of which: query embedding (timed alone)', (r) => r.queryEmbedMs, (r) => r.queryEmbedCpu],
+  ['  of which: id → row lookup (timed alone)', (r) => r.locateMs, (r) => r.locateCpu],
+  ['  of which: dot products (timed alone)', (r) => r.dotMs, (r) => r.dotCpu],
+  ['same stage without stored vectors: documents read by id, embeddings from a warm cache', (r) => r.warmMs, (r) => r.warmCpu],
 ];
 const f = (x: number): string => (x < 1 ? x.toFixed(3) : x < 10 ? x.toFixed(2) : x.toFixed(1));
 const table = [
-  '| path | p50 ms | p95 ms |',
-  '|---|---:|---:|',
-  ...rowsOf.map(([name, pick]) => `| ${name} | ${f(stat(pick, 50))} | ${f(stat(pick, 95))} |`),
+  '| path | p50 ms | p95 ms | p50 CPU ms | p95 CPU ms |',
+  '|---|---:|---:|---:|---:|',
+  ...rowsOf.map(([name, pick, cpu]) => `| ${name} | ${f(stat(pick, 50))} | ${f(stat(pick, 95))} | ${f(stat(cpu, 50))} | ${f(stat(cpu, 95))} |`),
 ].join('\n');
 const ratio = stat((r) => r.warmMs, 50) / stat((r) => r.storedMs, 50);
 const result = {
@@ -150,6 +167,8 @@ const result = {
   node: process.version,
   p50: Object.fromEntries(rowsOf.map(([name, pick]) => [name.trim(), stat(pick, 50)])),
   p95: Object.fromEntries(rowsOf.map(([name, pick]) => [name.trim(), stat(pick, 95)])),
+  cpuP50: Object.fromEntries(rowsOf.map(([name, , cpu]) => [name.trim(), stat(cpu, 50)])),
+  cpuP95: Object.fromEntries(rowsOf.map(([name, , cpu]) => [name.trim(), stat(cpu, 95)])),
   warmOverStoredP50: ratio,
 };
 const la = (l: number[]): string => l.map((x) => x.toFixed(2)).join(' ');
@@ -163,7 +182,8 @@ Model \`${MODEL}\` (${scorer.id}); collection ${COLLECTION}: ${result.collection
 ${result.collection.segments} segments, vectors added with \`winnow index NAME --add-model\`. ${pools.length} SciFact queries, BM25 top ${K}
 (median ${candidates} candidates per query) reranked by the stage; per-query percentiles, median over ${ROUNDS} rounds
 (each path runs over all queries in turn, the two alternating first per round; the parts are timed alone after them). Machine: ${result.cpus} × ${result.cpu}, Node ${process.version}; 1/5/15-minute load
-average ${la(loadStart)} at the start, ${la(loadEnd)} at the end (the cores are shared with other work).
+average ${la(loadStart)} at the start, ${la(loadEnd)} at the end (the cores are shared with other work, so wall
+time includes waiting for a core; CPU ms is this process's user + system time, all threads, for the same call).
 
 ${table}
 
