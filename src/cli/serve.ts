@@ -31,8 +31,11 @@ const USAGE = `usage: winnow serve --spec cascade.yaml [options]
   --headers-timeout-ms N  time to send the request headers (default 10000; 408 beyond)
   --request-timeout-ms N  time to send the whole request, headers and body (default 30000)
   --body-timeout-ms N   longest pause within a request body (default 10000)
-  --shutdown-grace-ms N on SIGTERM/SIGINT, how long requests get to finish before their
-                        connections are cut and the process exits (default 10000)
+  --drain-delay-ms N    on SIGTERM/SIGINT, /ready turns 503 at once but requests are still
+                        accepted for this long, so a load balancer polling /ready stops
+                        sending first (default 0)
+  --shutdown-grace-ms N then, how long requests get to finish before their connections are
+                        cut and the process exits (default 10000)
   --keys-file F         bearer tokens, one per line (or WINNOW_API_KEYS=k1,k2); they guard
                         the POST routes and /metrics
   --public-metrics      serve /metrics without a token even when keys are set
@@ -57,6 +60,7 @@ const SERVE_KEYS: Record<string, string> = {
   request_timeout_ms: 'request-timeout-ms',
   body_timeout_ms: 'body-timeout-ms',
   shutdown_grace_ms: 'shutdown-grace-ms',
+  drain_delay_ms: 'drain-delay-ms',
 };
 
 export interface ServeSpecFile {
@@ -150,6 +154,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       'request-timeout-ms': { type: 'string' },
       'body-timeout-ms': { type: 'string' },
       'shutdown-grace-ms': { type: 'string' },
+      'drain-delay-ms': { type: 'string' },
       'keys-file': { type: 'string' },
       'public-metrics': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -185,6 +190,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     maxWaitMs: intFlag(flag('max-wait-ms'), 'max-wait-ms', 0, 0, USAGE),
     maxQueue: intFlag(flag('queue'), 'queue', 1024, 1, USAGE),
   };
+  const drainDelayMs = intFlag(flag('drain-delay-ms'), 'drain-delay-ms', 0, 0, USAGE);
   const port = intFlag(flag('port'), 'port', 8080, 0, USAGE);
   const host = flag('host') ?? '127.0.0.1';
   const apiKeys = readKeys(flag('keys-file'));
@@ -207,15 +213,31 @@ export async function serveCommand(args: string[]): Promise<number> {
   });
   const url = await server.listen(port, host);
   process.stdout.write(
-    JSON.stringify({ ts: new Date().toISOString(), event: 'listening', url, models: [...cascades.keys()], auth: apiKeys.length > 0, batching: values['no-batching'] ? false : batching, limits }) + '\n',
+    JSON.stringify({ ts: new Date().toISOString(), event: 'listening', url, models: [...cascades.keys()], auth: apiKeys.length > 0, batching: values['no-batching'] ? false : batching, limits, drain_delay_ms: drainDelayMs }) + '\n',
   );
-
-  // Graceful shutdown: stop accepting, finish in-flight requests, then exit 0.
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  // /ready stays 503 until every cascade has scored once (the first model calls load and
+  // optimise their graphs); a load balancer sends nothing before
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
+  try {
+    await server.warmUp();
+  } catch (e) {
+    await server.close(0);
+    throw new WinnowError('unavailable', `warming up the cascades failed: ${(e as Error).message}`);
+  }
+
+  // Graceful shutdown: /ready turns false, requests are still taken for the drain delay (a
+  // load balancer notices on its next check), then the server stops accepting, finishes
+  // in-flight requests within the grace period and exits 0.
+  const signal = await signalled;
   const inFlight = server.inFlight;
+  server.drain();
+  if (drainDelayMs > 0) {
+    process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), event: 'draining', signal, drain_delay_ms: drainDelayMs }) + '\n');
+    await new Promise((r) => setTimeout(r, drainDelayMs));
+  }
   const { unfinished } = await server.close();
   process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), event: 'stopped', signal, in_flight_at_signal: inFlight, cut_after_grace: unfinished }) + '\n');
   // Every connection is closed; should anything else still hold the event loop open (a model
