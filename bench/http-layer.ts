@@ -7,7 +7,7 @@
  *
  *   git archive <commit> | tar -x -C /tmp/base && ln -s $PWD/node_modules /tmp/base/node_modules \
  *     && (cd /tmp/base && npx tsc -p tsconfig.json)
- *   npx tsc -p tsconfig.json && node dist/bench/http-layer.js --baseline /tmp/base/dist [--seconds 5] [--rounds 5]
+ *   npx tsc -p tsconfig.json && node dist/bench/http-layer.js --baseline /tmp/base/dist --label <commit> [--seconds 5] [--rounds 5]
  *
  * Writes bench/results/http-layer.{json,md}.
  */
@@ -26,6 +26,8 @@ const median = (xs: readonly number[]): number => percentile(xs, 50);
 const { values } = parseArgs({
   options: {
     baseline: { type: 'string' },
+    /** what the baseline build is, for the report (e.g. a commit) */
+    label: { type: 'string' },
     child: { type: 'string' },
     seconds: { type: 'string', default: '5' },
     rounds: { type: 'string', default: '5' },
@@ -125,7 +127,7 @@ async function main(): Promise<void> {
   const md = [
     '# HTTP layer: POST /v2/rerank over a scorer that does no work',
     '',
-    `Same run, ${rounds} alternating rounds of ${seconds} s, ${connections} connections, 16 short documents per request, ${summary.cpus} CPUs (shared). Baseline: \`${values.baseline}\`.`,
+    `Same run, ${rounds} alternating rounds of ${seconds} s, ${connections} connections, 16 short documents per request, ${summary.cpus} CPUs (shared). Baseline: ${values.label ?? `\`${values.baseline}\``}.`,
     '',
     '| build | req/s (median) | p99 ms (median) |',
     '|---|---|---|',

@@ -32,6 +32,9 @@ function clean(labels: Labels): Labels {
   return out;
 }
 
+/** a prom-client metric (Counter, Gauge, Histogram, Summary) */
+export type PromMetric = prom.Metric;
+
 /** Something that can join a Registry: one of the classes below, or any prom-client metric. */
 export interface Collector {
   readonly name: string;

@@ -17,7 +17,7 @@ import { BodyBudget, MAX_DEADLINE_MS, readJson, resolveLimits, type ServeLimits 
 import { Cancellation } from './cancel.js';
 import { type RequestState, ServeContext } from './context.js';
 import { closesConnection, errorBody, HttpError, toHttpError } from './errors.js';
-import { Gauge, Registry } from './metrics.js';
+import { type Collector, Gauge, type PromMetric, Registry } from './metrics.js';
 import { cascadeRoutes } from './routes/cascade.js';
 import { opsRoutes } from './routes/ops.js';
 import { rerankRoutes } from './routes/rerank.js';
@@ -50,6 +50,12 @@ export interface ServerOptions {
   batchers?: Iterable<BatchingScorer>;
   /** scores shared across requests; `false` disables caching */
   cache?: ScoreCache | false;
+  /**
+   * more series for /metrics (e.g. a cache tier's hits and errors): this module's Counter, Gauge
+   * and Histogram, or prom-client metrics created with `registers: []`; `server.metrics.add()`
+   * takes them later too
+   */
+  collectors?: Iterable<Collector | PromMetric>;
   /** serve /metrics without a bearer token even when keys are set (scrapers on a private network) */
   publicMetrics?: boolean;
   /** one JSON object per request; default: a line on stdout; `false`: no request log */
@@ -166,6 +172,7 @@ export function createServer(opts: ServerOptions): WinnowServer {
   metrics.add(new Gauge('winnow_model_pairs_per_second', 'Measured model throughput (EWMA over recent calls), by scorer; admission control predicts queue waits from it', () => [...batchers].map((b) => [{ scorer: b.id }, b.pairsPerSecond])));
   metrics.add(new Gauge('winnow_open_connections', 'Open client connections (limit: maxConnections)', () => [[{}, connections]]));
   metrics.add(new Gauge('winnow_buffered_request_bytes', 'Request body bytes held across requests (limit: maxBufferedBytes)', () => [[{}, budget.held]]));
+  for (const c of opts.collectors ?? []) metrics.add(c);
   metrics.add(new Gauge('winnow_ready', '1 when /ready answers 200; 0 while warming up or draining', () => [[{}, warming || draining || closing ? 0 : 1]]));
 
   const server = http.createServer({
