@@ -93,18 +93,21 @@ export class Gauge implements Collector {
   }
 }
 
+/** A histogram; `labelNames` as for Counter (without it the first `observe` decides them). */
 export class Histogram implements Collector {
-  private readonly metric: prom.Histogram<string>;
+  private metric?: prom.Histogram<string>;
   constructor(
     readonly name: string,
     readonly help: string,
     readonly buckets: readonly number[],
-    labelNames: readonly string[],
+    labelNames?: readonly string[],
   ) {
-    this.metric = new prom.Histogram({ name, help, buckets: [...buckets], labelNames, registers: [] });
+    if (labelNames) this.metric = this.create(labelNames);
+  }
+  private create(labelNames: readonly string[]): prom.Histogram<string> {
+    return new prom.Histogram({ name: this.name, help: this.help, buckets: [...this.buckets], labelNames, registers: [] });
   }
   attach(registry: prom.Registry): void {
-    const metric = this.metric;
     // prom-client prints `le` before the series' own labels; Winnow has always printed it last
     // (as the Prometheus client libraries for Go and Python do), and scripts and tests grep it so
     const exposed = {
@@ -113,7 +116,7 @@ export class Histogram implements Collector {
       type: 'histogram',
       aggregator: 'sum',
       get: async () => {
-        const data = await metric.get();
+        const data = this.metric ? await this.metric.get() : { name: this.name, help: this.help, type: 'histogram', aggregator: 'sum', values: [] };
         return {
           ...data,
           values: data.values.map((v) => {
@@ -122,12 +125,13 @@ export class Histogram implements Collector {
           }),
         };
       },
-      reset: () => metric.reset(),
+      reset: () => this.metric?.reset(),
     };
     // cast: the registry reads only the fields above (prom-client's metric interface), but types it as its own classes
     registry.registerMetric(exposed as unknown as prom.Metric);
   }
   observe(labels: Labels, v: number): void {
+    this.metric ??= this.create(Object.keys(labels));
     this.metric.observe(clean(labels), v);
   }
 }
