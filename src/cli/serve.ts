@@ -34,6 +34,8 @@ const USAGE = `usage: winnow serve --spec cascade.yaml [options]
   --drain-delay-ms N    on SIGTERM/SIGINT, /ready turns 503 at once but requests are still
                         accepted for this long, so a load balancer polling /ready stops
                         sending first (default 0)
+  --no-warm-up          ready at once, without scoring a warm-up request through each cascade
+                        first (which a cascade with a paid hosted stage is billed for)
   --shutdown-grace-ms N then, how long requests get to finish before their connections are
                         cut and the process exits (default 10000)
   --keys-file F         bearer tokens, one per line (or WINNOW_API_KEYS=k1,k2); they guard
@@ -142,6 +144,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       'max-wait-ms': { type: 'string' },
       queue: { type: 'string' },
       'no-batching': { type: 'boolean' },
+      'no-warm-up': { type: 'boolean' },
       ...PLUGIN_FLAG,
       'max-docs': { type: 'string' },
       'max-doc-chars': { type: 'string' },
@@ -222,7 +225,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     process.once('SIGINT', () => resolve('SIGINT'));
   });
   try {
-    await server.warmUp();
+    if (!values['no-warm-up']) await server.warmUp();
   } catch (e) {
     await server.close(0);
     throw new WinnowError('unavailable', `warming up the cascades failed: ${(e as Error).message}`);

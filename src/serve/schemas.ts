@@ -205,7 +205,7 @@ export const ROUTE_DOCS: readonly RouteDoc[] = [
   { method: 'post', path: '/v1/cascade', summary: 'Run a cascade over the given candidates, with per-stage scores and timings', request: 'CascadeRequest', response: 'CascadeResponse' },
   { method: 'post', path: '/v1/search', summary: 'First-pass retrieval over the server\'s index, then the cascade', request: 'SearchRequest', response: 'SearchResponse' },
   { method: 'get', path: '/health', summary: 'Liveness' },
-  { method: 'get', path: '/ready', summary: 'Readiness: models loaded and not shutting down' },
+  { method: 'get', path: '/ready', summary: 'Readiness: 200 once the models are warm, 503 while warming up and from the start of a drain (SIGTERM)' },
   { method: 'get', path: '/metrics', summary: 'Prometheus metrics', text: 'text/plain; version=0.0.4' },
 ];
 

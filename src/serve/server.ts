@@ -92,7 +92,6 @@ export interface WinnowServer {
   readonly bufferedBytes: number;
 }
 
-
 const POST_ROUTES = new Set(['/v2/rerank', '/v1/rerank', '/rerank', '/v1/cascade', '/v1/search']);
 const GET_ROUTES = new Set(['/health', '/ready', '/metrics', '/openapi.json']);
 /** `application/json`, or a `+json` type such as `application/vnd.api+json`, with any parameters. */
@@ -333,7 +332,10 @@ export function createServer(opts: ServerOptions): WinnowServer {
     warming = { code: 'warming', message: 'the server is loading and warming its models' };
     const texts = ['Winnow warms up its models.', 'A second document, so batches have more than one pair.'];
     try {
-      for (const r of runners.values()) {
+      for (const served of runners.values()) {
+        // a runner of its own: the warm-up's slow first calls must not count in /metrics nor
+        // teach the served runner's per-stage cost estimates (its deadline decisions)
+        const r = new CascadeRunner(served.name, served.pipeline);
         const start = performance.now();
         const run = { cache: undefined, start, deadline: start + MAX_DEADLINE_MS, gone: new Cancellation() };
         if (r.ranksCandidates) {
