@@ -3,7 +3,10 @@
  * no work (every score 0), so routing, body reading, JSON parsing, schema validation, the cascade
  * plumbing and the response are all that is measured. Compares this build with a baseline build
  * of another commit, in the same run: rounds alternate between the two servers (each in its own
- * child process, autocannon in the parent) and the ratio is the median of per-round ratios.
+ * child process, autocannon in the parent) and each ratio is the median of per-round ratios.
+ * Two figures: the server's CPU time per answered request (user + system, from the child's
+ * `process.cpuUsage()`), which other jobs on a shared machine disturb little, and requests per
+ * second, which they disturb a lot.
  *
  *   git archive <commit> | tar -x -C /tmp/base && ln -s $PWD/node_modules /tmp/base/node_modules \
  *     && (cd /tmp/base && npx tsc -p tsconfig.json)
@@ -47,6 +50,19 @@ async function child(dist: string): Promise<void> {
   const server = createServer({ cascades: new Map([['ce', new Pipeline([new Rerank(noop)])]]), cache: false, log: false });
   const url = await server.listen(0);
   process.send?.({ url });
+  // the server's own CPU time, asked for before and after each load: a figure the other jobs
+  // on a shared machine disturb far less than requests per second
+  process.on('message', () => {
+    const u = process.cpuUsage();
+    process.send?.({ cpuMicros: u.user + u.system });
+  });
+}
+
+function cpuOf(proc: ChildProcess): Promise<number> {
+  return new Promise((resolve) => {
+    proc.once('message', (m) => resolve((m as { cpuMicros: number }).cpuMicros));
+    proc.send('cpu');
+  });
 }
 
 async function start(dist: string): Promise<{ proc: ChildProcess; url: string }> {
@@ -62,12 +78,14 @@ interface Cell {
   build: string;
   round: number;
   reqPerSec: number;
+  /** server CPU time (user + system) per answered request, µs */
+  cpuMicrosPerRequest: number;
   p50: number;
   p99: number;
   errors: number;
 }
 
-async function load(url: string, seconds: number, connections: number): Promise<Omit<Cell, 'build' | 'round'>> {
+async function load(url: string, seconds: number, connections: number): Promise<Omit<Cell, 'build' | 'round' | 'cpuMicrosPerRequest'> & { answered: number }> {
   let next = 0;
   const r = await autocannon({
     url: `${url}/v2/rerank`,
@@ -78,7 +96,7 @@ async function load(url: string, seconds: number, connections: number): Promise<
     requests: [{ setupRequest: (req) => ({ ...req, body: JSON.stringify({ model: 'ce', query: `wing flow ${next++}`, documents: DOCS }) }) }],
   });
   const secs = (r.finish.getTime() - r.start.getTime()) / 1000;
-  return { reqPerSec: r['2xx'] / secs, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx + r.timeouts };
+  return { answered: r['2xx'], reqPerSec: r['2xx'] / secs, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx + r.timeouts };
 }
 
 async function main(): Promise<void> {
@@ -98,7 +116,10 @@ async function main(): Promise<void> {
       // alternate which goes first, so drift in the shared machine's load hits both alike
       const order = round % 2 === 0 ? (['baseline', 'current'] as const) : (['current', 'baseline'] as const);
       for (const build of order) {
-        cells.push({ build, round, ...(await load(servers[build].url, seconds, connections)) });
+        const cpu0 = await cpuOf(servers[build].proc);
+        const { answered, ...measured } = await load(servers[build].url, seconds, connections);
+        const cpu = (await cpuOf(servers[build].proc)) - cpu0;
+        cells.push({ build, round, ...measured, cpuMicrosPerRequest: cpu / Math.max(1, answered) });
         await new Promise((r) => setTimeout(r, 300));
       }
     }
@@ -107,6 +128,7 @@ async function main(): Promise<void> {
   }
   const of = (b: string): Cell[] => cells.filter((c) => c.build === b);
   const ratios = Array.from({ length: rounds }, (_, r) => cells.find((c) => c.build === 'current' && c.round === r)!.reqPerSec / cells.find((c) => c.build === 'baseline' && c.round === r)!.reqPerSec);
+  const cpuRatios = Array.from({ length: rounds }, (_, r) => cells.find((c) => c.build === 'current' && c.round === r)!.cpuMicrosPerRequest / cells.find((c) => c.build === 'baseline' && c.round === r)!.cpuMicrosPerRequest);
   const summary = {
     seconds,
     rounds,
@@ -118,6 +140,9 @@ async function main(): Promise<void> {
     baselineP99: median(of('baseline').map((c) => c.p99)),
     currentP99: median(of('current').map((c) => c.p99)),
     ratio: median(ratios),
+    baselineCpuMicros: median(of('baseline').map((c) => c.cpuMicrosPerRequest)),
+    currentCpuMicros: median(of('current').map((c) => c.cpuMicrosPerRequest)),
+    cpuRatio: median(cpuRatios),
     errors: cells.reduce((a, c) => a + c.errors, 0),
     cells,
   };
@@ -129,12 +154,14 @@ async function main(): Promise<void> {
     '',
     `Same run, ${rounds} alternating rounds of ${seconds} s, ${connections} connections, 16 short documents per request, ${summary.cpus} CPUs (shared). Baseline: ${values.label ?? `\`${values.baseline}\``}.`,
     '',
-    '| build | req/s (median) | p99 ms (median) |',
-    '|---|---|---|',
-    `| baseline | ${summary.baselineReqPerSec.toFixed(0)} | ${summary.baselineP99} |`,
-    `| current | ${summary.currentReqPerSec.toFixed(0)} | ${summary.currentP99} |`,
+    '| build | server CPU µs per request (median) | req/s (median) | p99 ms (median) |',
+    '|---|---|---|---|',
+    `| baseline | ${summary.baselineCpuMicros.toFixed(0)} | ${summary.baselineReqPerSec.toFixed(0)} | ${summary.baselineP99} |`,
+    `| current | ${summary.currentCpuMicros.toFixed(0)} | ${summary.currentReqPerSec.toFixed(0)} | ${summary.currentP99} |`,
     '',
-    `current / baseline throughput: **${summary.ratio.toFixed(3)}x** (median of per-round ratios: ${ratios.map((r) => r.toFixed(3)).join(', ')}); errors: ${summary.errors}.`,
+    `current / baseline server CPU per request: **${summary.cpuRatio.toFixed(3)}x** (median of per-round ratios: ${cpuRatios.map((r) => r.toFixed(3)).join(', ')}; below 1 is cheaper).`,
+    `current / baseline throughput: ${summary.ratio.toFixed(3)}x (median of per-round ratios: ${ratios.map((r) => r.toFixed(3)).join(', ')}); errors: ${summary.errors}.`,
+    'CPU per request is the figure to read on a shared machine: requests per second swing with whatever else runs, the CPU a request costs the server much less.',
     '',
     'Reproduce: see the header of `bench/http-layer.ts`.',
     '',

@@ -204,7 +204,8 @@ export function createServer(opts: ServerOptions): WinnowServer {
   app.decorateRequest('winnow', null as unknown as RequestState); // set by the first hook: never null in a route
 
   // ---- every request: bookkeeping, shutdown, auth, admission before the body ----
-  app.addHook('onRequest', async (req, reply) => {
+  // callback-style hooks: fastify runs them without a promise per request
+  app.addHook('onRequest', (req, reply, done) => {
     const start = performance.now();
     const path = req.url.split('?')[0];
     // Only known routes get their own label; anything else would let clients grow the series.
@@ -222,15 +223,20 @@ export function createServer(opts: ServerOptions): WinnowServer {
     });
     if (closing && req.method === 'POST') {
       req.raw.resume();
-      throw new HttpError(503, 'shutting_down', 'the server is shutting down', { 'Retry-After': '1' });
+      return done(new HttpError(503, 'shutting_down', 'the server is shutting down', { 'Retry-After': '1' }));
     }
     // /metrics names the cascades, models and traffic: private with the rest unless asked otherwise
     const guarded = req.method === 'POST' || (path === '/metrics' && !opts.publicMetrics);
     if (auth.enabled && guarded && !auth.allows(req.headers.authorization)) {
       req.raw.resume();
-      throw new HttpError(401, 'unauthorized', 'missing or invalid bearer token (Authorization: Bearer <key>)', { 'WWW-Authenticate': 'Bearer' });
+      return done(new HttpError(401, 'unauthorized', 'missing or invalid bearer token (Authorization: Bearer <key>)', { 'WWW-Authenticate': 'Bearer' }));
     }
-    if (req.method === 'POST' && POST_ROUTES.has(path)) admission.beforeBody(path, req.headers, start);
+    try {
+      if (req.method === 'POST' && POST_ROUTES.has(path)) admission.beforeBody(path, req.headers, start);
+    } catch (e) {
+      return done(e as Error);
+    }
+    done();
   });
 
   // ---- bodies: JSON only, within the body limits and the server-wide budget ----
@@ -285,11 +291,11 @@ export function createServer(opts: ServerOptions): WinnowServer {
   });
 
   // ---- every answer: request id, metrics, the request log ----
-  app.addHook('onSend', async (req, reply, payload) => {
+  app.addHook('onSend', (req, reply, payload, done) => {
     reply.header('X-Request-Id', req.id);
     if (closing) reply.header('Connection', 'close');
     const state = req.winnow;
-    if (!state) return payload;
+    if (!state) return done(null, payload);
     const ms = performance.now() - state.start;
     const status = String(reply.statusCode);
     metrics.requests.inc({ route: state.route, status });
@@ -309,7 +315,7 @@ export function createServer(opts: ServerOptions): WinnowServer {
         ...(state.error ? { error: state.error } : {}),
       });
     }
-    return payload;
+    done(null, payload);
   });
 
   // ---- routes, documented by @fastify/swagger from their schemas ----
