@@ -21,7 +21,7 @@ export const EVAL_COMMAND = command({
   name: 'eval',
   synopsis: [
     '(--dataset DIR [--split test] | --queries FILE [--qrels FILE] [--corpus FILE])',
-    '[--collection NAME] [--first-pass bm25|dense|hybrid|none] [--first-k 1000]',
+    '[--collection NAME] [--first-pass bm25|dense|hybrid|none|opensearch://HOST:PORT/INDEX] [--first-k 1000]',
     '[--stage1-model REF] [--stage2-model REF] [--pool-size 100] [--final-k 10]',
     '[--spec FILE] [--plugin FILE] [--json FILE] [--run FILE] [--cache-entries N]',
     '[--index FILE] [--index-cache DIR] [--embedding-cache DIR|none]',
@@ -41,7 +41,7 @@ export const EVAL_COMMAND = command({
     'first-pass': {
       type: 'string',
       arg: 'NAME',
-      help: 'bm25 (default with a corpus), dense or hybrid (BM25 + dense, RRF k=60;\nneed a collection with a model), or none (rerank the given candidates)',
+      help: 'bm25 (default with a corpus), dense or hybrid (BM25 + dense, RRF k=60;\nneed a collection with a model), none (rerank the given candidates), or an\nOpenSearch index: opensearch://HOST:PORT/INDEX (docs/scale-out.md)',
     },
     'first-k': { type: 'string', arg: 'K', default: '1000', help: 'candidates the first pass retrieves' },
     'stage1-model': { type: 'string', arg: 'REF', help: 'first rerank stage: a scorer name (bm25) or a model folder' },

@@ -14,8 +14,8 @@ const L = DEFAULT_LIMITS;
 export const SERVE_COMMAND = command({
   name: 'serve',
   synopsis: ['--spec cascade.yaml [flags]'],
-  about: `Every flag but --spec, --plugin, --no-batching and --public-metrics can also be set in the
-spec's serve: section (max_docs: 500 for --max-docs); the command line wins.`,
+  about: `Every flag but --spec, --plugin, --no-batching, --no-warm-up and --public-metrics can also be
+set in the spec's serve: section (max_docs: 500 for --max-docs); the command line wins.`,
   flags: {
     spec: { type: 'string', arg: 'FILE', help: 'cascade spec (YAML/JSON): {name?, stages} or {cascades: {name: {stages}}}, optional serve: section' },
     port: { type: 'string', arg: 'N', default: '8080', help: '0 picks a free port' },
@@ -53,6 +53,16 @@ spec's serve: section (max_docs: 500 for --max-docs); the command line wins.`,
       default: String(L.shutdownGraceMs),
       help: 'on SIGTERM/SIGINT, how long requests get to finish before their\nconnections are cut and the process exits',
     },
+    'drain-delay-ms': {
+      type: 'string',
+      arg: 'N',
+      default: '0',
+      help: 'on SIGTERM/SIGINT, /ready turns 503 at once but requests are still\naccepted for this long, so a load balancer polling /ready stops sending\nfirst; then --shutdown-grace-ms applies',
+    },
+    'no-warm-up': {
+      type: 'boolean',
+      help: 'ready at once, without scoring a warm-up request through each cascade\nfirst (which a cascade with a paid hosted stage is billed for)',
+    },
     'keys-file': {
       type: 'string',
       arg: 'F',
@@ -81,6 +91,7 @@ const SERVE_KEYS: Record<string, string> = {
   request_timeout_ms: 'request-timeout-ms',
   body_timeout_ms: 'body-timeout-ms',
   shutdown_grace_ms: 'shutdown-grace-ms',
+  drain_delay_ms: 'drain-delay-ms',
 };
 
 export interface ServeSpecFile {
@@ -183,6 +194,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     maxWaitMs: int('max-wait-ms', 0),
     maxQueue: int('queue'),
   };
+  const drainDelayMs = int('drain-delay-ms', 0);
   const port = int('port', 0);
   const host = flag('host') ?? SERVE_COMMAND.flags.host.default;
   const apiKeys = readKeys(flag('keys-file'));
@@ -205,15 +217,31 @@ export async function serveCommand(args: string[]): Promise<number> {
   });
   const url = await server.listen(port, host);
   process.stdout.write(
-    JSON.stringify({ ts: new Date().toISOString(), event: 'listening', url, models: [...cascades.keys()], auth: apiKeys.length > 0, batching: values['no-batching'] ? false : batching, limits }) + '\n',
+    JSON.stringify({ ts: new Date().toISOString(), event: 'listening', url, models: [...cascades.keys()], auth: apiKeys.length > 0, batching: values['no-batching'] ? false : batching, limits, drain_delay_ms: drainDelayMs }) + '\n',
   );
-
-  // Graceful shutdown: stop accepting, finish in-flight requests, then exit 0.
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  // /ready stays 503 until every cascade has scored once (the first model calls load and
+  // optimise their graphs); a load balancer sends nothing before
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
+  try {
+    if (!values['no-warm-up']) await server.warmUp();
+  } catch (e) {
+    await server.close(0);
+    throw new WinnowError('unavailable', `warming up the cascades failed: ${(e as Error).message}`);
+  }
+
+  // Graceful shutdown: /ready turns false, requests are still taken for the drain delay (a
+  // load balancer notices on its next check), then the server stops accepting, finishes
+  // in-flight requests within the grace period and exits 0.
+  const signal = await signalled;
   const inFlight = server.inFlight;
+  server.drain();
+  if (drainDelayMs > 0) {
+    process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), event: 'draining', signal, drain_delay_ms: drainDelayMs }) + '\n');
+    await new Promise((r) => setTimeout(r, drainDelayMs));
+  }
   const { unfinished } = await server.close();
   process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), event: 'stopped', signal, in_flight_at_signal: inFlight, cut_after_grace: unfinished }) + '\n');
   // Every connection is closed; should anything else still hold the event loop open (a model

@@ -41,9 +41,9 @@ export interface Ranking {
   scoredBy?: ScoredBy;
   /**
    * Set by a stage that stopped early for this query (an LLM stage at its call, token or time
-   * budget) and returned the order it had: says which stage and why. Later stages keep it.
+   * budget) and returned the order it had: which stage and why. Later stages keep it.
    */
-  degraded?: string;
+  degraded?: { stage: string; reason: string };
 }
 
 export interface ScoredBy {

@@ -59,7 +59,9 @@ export class StoredVectorScorer implements Scorer {
     const qq = sqNorm(q, 0, q.length);
     const out = new Float32Array(n);
     const dim = this.vectors.dim;
-    const segments = this.vectors.segments;
+    // matrices and norms resolved once per call, not per pair
+    const mats = this.vectors.segments.map((v) => v?.vectors);
+    const norms = this.vectors.segments.map((v) => v?.sqNorms);
     let stored = 0;
     for (let i = 0; i < n; i++) {
       const s = seg[i];
@@ -67,8 +69,7 @@ export class StoredVectorScorer implements Scorer {
         out[i] = NaN;
         continue;
       }
-      const v = segments[s]!;
-      out[i] = this.model.pairScore(q, qq, v.vectors, row[i] * dim, v.sqNorms[row[i]]);
+      out[i] = this.model.pairScore(q, qq, mats[s]!, row[i] * dim, norms[s]![row[i]]);
       stored++;
     }
     this.stored += stored;

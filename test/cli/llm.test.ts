@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -101,6 +102,41 @@ test('winnow bias reports nDCG@10 and top-1 changes across input orders', async 
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--spec/);
   } finally {
+    await fake.close();
+  }
+});
+
+test('winnow serve with an LLM stage over budget: degraded header, costs in /metrics', { timeout: 60_000 }, async () => {
+  const fake = await startFakeLlm({ tokensIn: 100, tokensOut: 5 });
+  const dir = mkdtempSync(path.join(tmpdir(), 'winnow-llm-serve-'));
+  const spec = path.join(dir, 'spec.yaml');
+  writeFileSync(spec, `name: llm\nstages:\n  - listwise: {model: openai:m, baseUrl: "${fake.url}", window: 2, stride: 1, budget: {maxCalls: 1}}\n    name: ranker\n`);
+  const child = spawn(process.execPath, [path.resolve('bin/winnow.js'), 'serve', '--spec', spec, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WINNOW_NO_PROGRESS: '1' } });
+  let stderr = '';
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        const e = JSON.parse(line) as Record<string, unknown>;
+        if (e.event === 'listening') resolve(e.url as string);
+      });
+      child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
+    });
+    const documents = ['a', 'b relevant', 'c', 'd relevant relevant'];
+    const res = await fetch(`${url}/v2/rerank`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'llm', query: 'q', documents }) });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('x-winnow-degraded'), 'ranker');
+    const body = (await res.json()) as { results: { index: number }[] };
+    // one window of two ran (the tail: c, d): d moved ahead of c, the head kept its order
+    assert.deepEqual(body.results.map((r) => r.index), [0, 1, 3, 2]);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    assert.match(metrics, /winnow_stage_cost_total\{cascade="llm",cost="llm.calls",stage="ranker",unit="calls"\} 1/);
+    assert.match(metrics, /cost="llm.tokens.in"[^\n]*\} 100/);
+    assert.match(metrics, /cost="llm.degraded"[^\n]*\} 1/);
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
     await fake.close();
   }
 });

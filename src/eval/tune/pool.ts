@@ -243,6 +243,8 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
     const pairMs = new Float64Array(rerankers.length);
     for (let s = 0; s < rerankers.length; s++) {
       const scorer = rerankers[s].scorer;
+      // Stored vectors are read on first use: that one-off read is not what a query pays.
+      if (queries.length === 0 && storedScorers[s]) await storedScorers[s]!.scoreStored(query.text, hits);
       if (queries.length < SAMPLE && n > SMALL) {
         const ts = performance.now();
         await scoreHits(scorer, query.text, hits.slice(0, SMALL), docs.slice(0, SMALL), new Costs());

@@ -248,7 +248,7 @@ export function rankScored(hits: readonly Hit[], stage: string): Hit[] {
 export function degraded(r: Ranking, hits: Hit[], stage: string, reason: string | undefined, costs: Costs): Ranking {
   if (!reason) return { query: r.query, hits };
   costs.add(LLM_DEGRADED, 1);
-  return { query: r.query, hits, degraded: `${stage}: ${reason}` };
+  return { query: r.query, hits, degraded: { stage, reason } };
 }
 
 /** Runs queries of a batch concurrently; the endpoint limiter bounds what is in flight. */

@@ -95,7 +95,7 @@ test('judge budget: the judged head is reordered, the rest follows in its order,
     const [out] = await stage.run([input], ctx);
     assert.deepEqual(ids(out), ['d1', 'd2', 'd0', 'd3', 'd4', 'd5']);
     assert.equal(ctx.costs.get('llm.calls'), 3);
-    assert.match(out.degraded ?? '', /maxCalls 3/);
+    assert.match(out.degraded?.reason ?? '', /maxCalls 3/);
     assert.equal(ctx.costs.get('llm.degraded'), 1);
   } finally {
     await fake.close();

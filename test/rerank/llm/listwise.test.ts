@@ -215,7 +215,8 @@ test('budgets: maxCalls, maxTokens and deadlineMs return the order so far, marke
     const byCalls = await build({ listwise: { model: 'openai:m', baseUrl: fake.url, window: 20, stride: 10, budget: { maxCalls: 1 } } });
     const ctx = context(docs);
     const [out] = await byCalls.run([input], ctx);
-    assert.match(out.degraded ?? '', /maxCalls 1 reached/);
+    assert.match(out.degraded?.reason ?? '', /maxCalls 1 reached/);
+    assert.equal(out.degraded?.stage, byCalls.name);
     assert.equal(ctx.costs.get('llm.calls'), 1);
     assert.equal(ctx.costs.get('llm.degraded'), 1);
     // only the tail window [5, 25) ran: the head keeps its order, the tail is sorted
@@ -226,13 +227,13 @@ test('budgets: maxCalls, maxTokens and deadlineMs return the order so far, marke
     const c2 = context(docs);
     const [o2] = await byTokens.run([input], c2);
     assert.equal(c2.costs.get('llm.calls'), 2, '55 tokens per call: the third call would start at 110 >= 100');
-    assert.match(o2.degraded ?? '', /maxTokens 100/);
+    assert.match(o2.degraded?.reason ?? '', /maxTokens 100/);
 
     fake.replies.push({ hang: true });
     const byTime = await build({ listwise: { model: 'openai:m', baseUrl: fake.url, window: 20, stride: 10, budget: { deadlineMs: 200 } } });
     const c3 = context(docs);
     const [o3] = await byTime.run([input], c3);
-    assert.match(o3.degraded ?? '', /deadline 200 ms/);
+    assert.match(o3.degraded?.reason ?? '', /deadline 200 ms/);
     assert.deepEqual(ids(o3), ids(input), 'nothing finished: the input order');
   } finally {
     await fake.close();
@@ -280,6 +281,28 @@ test('topDown strategy orders the top k through the stage', async () => {
     assert.deepEqual(ids(out).slice(0, 5), ['d24', 'd23', 'd22', 'd21', 'd20']);
     assert.equal(new Set(ids(out)).size, N);
   } finally {
+    await fake.close();
+  }
+});
+
+test('examples/llm.yaml: its listwise entry builds from the conventional environment variables', async () => {
+  const { loadSpecFile } = await import('../../../src/cascade/spec.js');
+  const spec = loadSpecFile('examples/llm.yaml');
+  const entry = spec.stages.find((s) => typeof s === 'object' && s !== null && 'listwise' in s) as Record<string, unknown>;
+  const fake = await startFakeLlm();
+  process.env.WINNOW_LLM_MODEL = 'example-model';
+  const savedBase = process.env.OPENAI_BASE_URL;
+  process.env.OPENAI_BASE_URL = `${fake.url}/v1`;
+  try {
+    const stage = await build(entry);
+    assert.equal(stage.name, 'llm');
+    await stage.run([ranking('q', ['d0', 'd1', 'd2'])], context(docs));
+    assert.equal(fake.requests[0].body.model, 'example-model');
+    assert.equal(fake.requests[0].path, '/v1/chat/completions');
+  } finally {
+    delete process.env.WINNOW_LLM_MODEL;
+    if (savedBase === undefined) delete process.env.OPENAI_BASE_URL;
+    else process.env.OPENAI_BASE_URL = savedBase;
     await fake.close();
   }
 });

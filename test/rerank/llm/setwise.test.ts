@@ -40,7 +40,7 @@ test('setwise stage through the fake server: labelled sets, exact top k, calls c
     assert.ok(fake.requests.some((r) => /^\[C\] /m.test(r.prompt)), 'sets of three are labelled A-C');
     const limited = await build({ setwise: { model: 'openai:m', baseUrl: fake.url, policy: 'bubble', setSize: 3, topK: 3, budget: { maxCalls: 5 } } });
     const [out] = await limited.run([input], context(docs));
-    assert.match(out.degraded ?? '', /maxCalls 5/);
+    assert.match(out.degraded?.reason ?? '', /maxCalls 5/);
     assert.equal(ids(out)[0], 'd3', 'the first bubble pass (5 sets of 3 over 10, overlapping by one) finished');
   } finally {
     await fake.close();
