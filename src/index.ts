@@ -27,6 +27,9 @@ export { CollectionBm25Retriever, HybridRetriever } from './retrieve/collection/
 export { openCollection } from './retrieve/collection/env.js';
 export { DenseRetriever } from './retrieve/dense/retriever.js';
 export type { Embedder } from './retrieve/dense/embedder.js';
+export { OpenSearchRetriever, OpenSearchConnection, openSearchRetriever, type OpenSearchRetrieverOptions, type OpenSearchMode } from './retrieve/opensearch/retriever.js';
+export { loadOpenSearch, type OpenSearchLoadOptions, type OpenSearchLoadReport } from './retrieve/opensearch/load.js';
+export { parseOpenSearchTarget, type OpenSearchTarget } from './retrieve/opensearch/connect.js';
 export { loadScorer, type ScorerOptions } from './rerank/load.js';
 export { CrossEncoder } from './rerank/cross-encoder.js';
 export { BiEncoder } from './rerank/bi-encoder.js';

@@ -163,7 +163,8 @@ export class CascadeRunner {
         const { rankings, trace, stoppedAt } = await this.pipeline.execute([{ query, hits: candidates ?? [] }], { docs, costs: new Costs(), cache }, policy);
         if (clientGone) throw new ClientGoneError();
         const [r] = rankings;
-        return { hits: r.hits, stages: trace, skippedStage: stoppedAt?.head.name, scoredBy: r.scoredBy ?? { stage: 'none', kind: 'unbounded' } };
+        // A stage that stopped at its own budget (an LLM's calls or tokens) degrades the answer as a skipped phase does.
+        return { hits: r.hits, stages: trace, skippedStage: stoppedAt?.head.name ?? r.degraded?.stage, scoredBy: r.scoredBy ?? { stage: 'none', kind: 'unbounded' } };
       } finally {
         cancel.cancel();
       }

@@ -205,7 +205,7 @@ export const ROUTE_DOCS: readonly RouteDoc[] = [
   { method: 'post', path: '/v1/cascade', summary: 'Run a cascade over the given candidates, with per-stage scores and timings', request: 'CascadeRequest', response: 'CascadeResponse' },
   { method: 'post', path: '/v1/search', summary: 'First-pass retrieval over the server\'s index, then the cascade', request: 'SearchRequest', response: 'SearchResponse' },
   { method: 'get', path: '/health', summary: 'Liveness' },
-  { method: 'get', path: '/ready', summary: 'Readiness: models loaded and not shutting down' },
+  { method: 'get', path: '/ready', summary: 'Readiness: 200 once the models are warm, 503 while warming up and from the start of a drain (SIGTERM)' },
   { method: 'get', path: '/metrics', summary: 'Prometheus metrics', text: 'text/plain; version=0.0.4' },
 ];
 
@@ -222,35 +222,52 @@ const ERROR_STATUSES: Record<string, string> = {
   '504': 'deadline passed before any stage completed',
 };
 
-/** The OpenAPI 3.1 document for this server's routes and settings. */
-export function openApiDocument(opts: { title: string; version: string; auth: boolean; publicMetrics?: boolean; limits: Record<string, number>; models: string[] }): Schema {
-  const errorRef = { content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorResponse' } } } };
-  const paths: Record<string, Schema> = {};
-  for (const r of ROUTE_DOCS) {
-    const responses: Record<string, unknown> = {};
-    if (r.response) responses['200'] = { description: 'OK', content: { 'application/json': { schema: { $ref: `#/components/schemas/${r.response}` } } } };
-    else if (r.text) responses['200'] = { description: 'OK', content: { [r.text]: { schema: { type: 'string' } } } };
-    else responses['200'] = { description: 'OK', content: { 'application/json': { schema: { type: 'object' } } } };
-    const op: Schema = { summary: r.summary, operationId: `${r.method}${r.path.replace(/[^a-z0-9]+/gi, '_')}`, responses };
-    if (r.request) {
-      op.requestBody = { required: true, content: { 'application/json': { schema: { $ref: `#/components/schemas/${r.request}` } } } };
-      op.parameters = [
-        { name: 'X-Request-Deadline-Ms', in: 'header', required: false, schema: { type: 'integer', minimum: 1 }, description: 'time budget in milliseconds; values above 300000 (5 minutes) count as 300000' },
-        { name: 'X-Request-Id', in: 'header', required: false, schema: { type: 'string' }, description: 'echoed back; generated when absent' },
-      ];
-      for (const [status, description] of Object.entries(ERROR_STATUSES)) {
-        if (status === '401' && !opts.auth) continue;
-        responses[status] = { description, ...errorRef };
-      }
-      if (opts.auth) op.security = [{ bearer: [] }];
-    } else if (r.path === '/ready') {
-      responses['503'] = { description: 'not ready', ...errorRef };
-    } else if (r.path === '/metrics' && opts.auth && !opts.publicMetrics) {
-      responses['401'] = { description: ERROR_STATUSES['401'], ...errorRef };
-      op.security = [{ bearer: [] }];
+/** Who may call what: decides the 401 responses and security requirements in the document. */
+export interface AuthDoc {
+  auth: boolean;
+  publicMetrics?: boolean;
+}
+
+/**
+ * The fastify route schema of one documented route: the request body schema fastify validates
+ * with, and the headers, responses and security that @fastify/swagger turns into the route's
+ * OpenAPI operation. Headers are documented here and checked by the server itself (a bad
+ * X-Request-Deadline-Ms gets a 400 naming the header, not a schema error).
+ */
+export function routeSchema(path: string, opts: AuthDoc): Schema {
+  const r = ROUTE_DOCS.find((d) => d.path === path);
+  if (!r) throw new Error(`no documentation for route ${path}`);
+  const error = (description: string): Schema => ({ description, content: { 'application/json': { schema: schemas.ErrorResponse } } });
+  const response: Record<string, unknown> = {};
+  if (r.response) response['200'] = { description: 'OK', content: { 'application/json': { schema: schemas[r.response] } } };
+  else if (r.text) response['200'] = { description: 'OK', content: { [r.text]: { schema: { type: 'string' } } } };
+  else response['200'] = { description: 'OK', content: { 'application/json': { schema: { type: 'object' } } } };
+  const op: Schema = { summary: r.summary, operationId: `${r.method}${r.path.replace(/[^a-z0-9]+/gi, '_')}`, response };
+  if (r.request) {
+    op.body = schemas[r.request];
+    op.headers = {
+      type: 'object',
+      properties: {
+        'X-Request-Deadline-Ms': { type: 'integer', minimum: 1, description: 'time budget in milliseconds; values above 300000 (5 minutes) count as 300000' },
+        'X-Request-Id': { type: 'string', description: 'echoed back; generated when absent' },
+      },
+    };
+    for (const [status, description] of Object.entries(ERROR_STATUSES)) {
+      if (status === '401' && !opts.auth) continue;
+      response[status] = error(description);
     }
-    paths[r.path] = { [r.method]: op };
+    if (opts.auth) op.security = [{ bearer: [] }];
+  } else if (r.path === '/ready') {
+    response['503'] = error('not ready: warming up (models loading) or draining (shutting down)');
+  } else if (r.path === '/metrics' && opts.auth && !opts.publicMetrics) {
+    response['401'] = error(ERROR_STATUSES['401']);
+    op.security = [{ bearer: [] }];
   }
+  return op;
+}
+
+/** The parts of the OpenAPI 3.1 document that are not routes. */
+export function openApiBase(opts: AuthDoc & { title: string; version: string; limits: Record<string, number>; models: string[] }): Schema {
   const limits = Object.entries(opts.limits).map(([k, v]) => `${k}=${v}`).join(', ');
   return {
     openapi: '3.1.0',
@@ -259,7 +276,6 @@ export function openApiDocument(opts: { title: string; version: string; auth: bo
       version: opts.version,
       description: `Winnow cascade reranking server. Models (cascades): ${opts.models.join(', ')}. Limits: ${limits}.`,
     },
-    paths,
     components: {
       schemas,
       ...(opts.auth ? { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } } : {}),
