@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { SharedTier } from '../cache/shared-tier.js';
 import { ScoreCache } from '../cascade/cache.js';
 import { WinnowEnv } from '../cascade/env.js';
 import { Pipeline } from '../cascade/pipeline.js';
@@ -16,12 +17,13 @@ import type { Qrels } from '../eval/metrics.js';
 import { formatExperiment } from '../eval/table.js';
 import { winnowHome } from '../models/cache.js';
 import { intFlag, loadPlugins, parseFlags, PLUGIN_FLAG } from './args.js';
+import { REDIS_FLAGS, REDIS_USAGE, redisTierFromFlags } from './redis-flags.js';
 
 export const EVAL_USAGE = `usage: winnow eval (--dataset DIR [--split test] | --queries FILE [--qrels FILE] [--corpus FILE])
                    [--collection NAME] [--first-pass bm25|dense|hybrid|none] [--first-k 1000]
                    [--stage1-model REF] [--stage2-model REF] [--pool-size 100] [--final-k 10]
                    [--spec FILE] [--plugin FILE] [--json FILE] [--run FILE] [--cache-entries N]
-                   [--index FILE] [--index-cache DIR]
+                   [--index FILE] [--index-cache DIR] [--redis URL | --redis-cluster H:P,...]
 
   --dataset DIR       BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)
   --queries FILE      queries.jsonl or test_queries.jsonl (queries with candidates and labels)
@@ -45,9 +47,11 @@ export const EVAL_USAGE = `usage: winnow eval (--dataset DIR [--split test] | --
   --index FILE        BM25 index file: loaded if present, else built and saved there
   --index-cache DIR   keep built BM25 indexes here between runs (default .winnow-cache)
   --embedding-cache D document embeddings of bi-encoder and late-interaction stages, kept
-                      across runs (default $WINNOW_HOME/embeddings; none: memory only)`;
+                      across runs (default $WINNOW_HOME/embeddings; none: memory only)
+${REDIS_USAGE}`;
 
 const FLAGS = {
+  ...REDIS_FLAGS,
   dataset: { type: 'string' },
   split: { type: 'string', default: 'test' },
   queries: { type: 'string' },
@@ -101,9 +105,19 @@ export async function evalCommand(args: string[]): Promise<number> {
     console.log(EVAL_USAGE);
     return 0;
   }
+  const shared = redisTierFromFlags(values, (e) => process.stderr.write(`redis: ${JSON.stringify(e)}\n`));
+  try {
+    return await evaluate(values, shared);
+  } finally {
+    await shared?.close();
+  }
+}
+
+async function evaluate(values: ReturnType<typeof parseFlags<typeof FLAGS>>['values'], shared: SharedTier | undefined): Promise<number> {
   const inputs = await loadEvalInputs(values);
   const finalK = intFlag(values['final-k'], 'final-k', 10);
   const env = await WinnowEnv.create({
+    sharedCache: shared,
     corpus: inputs.corpus,
     collection: inputs.collection,
     docs: inputs.docs,
@@ -137,7 +151,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     qrels: inputs.qrels,
     docs: env.lookup,
     candidates: inputs.candidates,
-    cache: cacheEntries > 0 ? new ScoreCache({ maxEntries: cacheEntries }) : undefined,
+    cache: cacheEntries > 0 ? new ScoreCache({ maxEntries: cacheEntries, shared }) : undefined,
     finalK,
     progress: true,
   });

@@ -8,6 +8,8 @@ import { checkSpec, compileSpec, type CascadeSpec } from '../cascade/spec.js';
 import { withBatching } from '../serve/batcher.js';
 import { createServer, DEFAULT_LIMITS, type ServeLimits } from '../serve/server.js';
 import { intFlag, loadPlugins, parseFlags, PLUGIN_FLAG } from './args.js';
+import { REDIS_FLAGS, REDIS_USAGE, redisTierFromFlags } from './redis-flags.js';
+import { ScoreCache } from '../cascade/cache.js';
 
 const USAGE = `usage: winnow serve --spec cascade.yaml [options]
   --spec FILE           cascade spec (YAML/JSON): {name?, stages} or {cascades: {name: {stages}}}, optional serve: section
@@ -36,7 +38,8 @@ const USAGE = `usage: winnow serve --spec cascade.yaml [options]
   --keys-file F         bearer tokens, one per line (or WINNOW_API_KEYS=k1,k2); they guard
                         the POST routes and /metrics
   --public-metrics      serve /metrics without a token even when keys are set
-  --plugin FILE         a module that registers more kinds of stage (repeatable; also plugins: in the spec)`;
+  --plugin FILE         a module that registers more kinds of stage (repeatable; also plugins: in the spec)
+${REDIS_USAGE}`;
 
 /** `serve:` keys of a spec file, as written there, and the flag or limit each one sets. */
 const SERVE_KEYS: Record<string, string> = {
@@ -57,6 +60,11 @@ const SERVE_KEYS: Record<string, string> = {
   request_timeout_ms: 'request-timeout-ms',
   body_timeout_ms: 'body-timeout-ms',
   shutdown_grace_ms: 'shutdown-grace-ms',
+  redis: 'redis',
+  redis_cluster: 'redis-cluster',
+  redis_ttl_s: 'redis-ttl-s',
+  redis_prefix: 'redis-prefix',
+  redis_timeout_ms: 'redis-timeout-ms',
 };
 
 export interface ServeSpecFile {
@@ -152,6 +160,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       'shutdown-grace-ms': { type: 'string' },
       'keys-file': { type: 'string' },
       'public-metrics': { type: 'boolean' },
+      ...REDIS_FLAGS,
       help: { type: 'boolean', short: 'h' },
     },
     USAGE,
@@ -190,7 +199,12 @@ export async function serveCommand(args: string[]): Promise<number> {
   const apiKeys = readKeys(flag('keys-file'));
 
   await loadPlugins(values.plugin);
-  const base = await WinnowEnv.create({ corpus: flag('corpus'), progress: false });
+  const logEvent = (e: Record<string, unknown>): void => void process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), ...e }) + '\n');
+  const shared = redisTierFromFlags(
+    { redis: flag('redis'), 'redis-cluster': flag('redis-cluster'), 'redis-ttl-s': flag('redis-ttl-s'), 'redis-prefix': flag('redis-prefix'), 'redis-timeout-ms': flag('redis-timeout-ms') },
+    logEvent,
+  );
+  const base = await WinnowEnv.create({ corpus: flag('corpus'), progress: false, sharedCache: shared });
   const batched = values['no-batching'] ? undefined : withBatching(base, batching);
   const env = batched?.env ?? base;
   const cascades = new Map<string, Pipeline>();
@@ -204,6 +218,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     limits,
     apiKeys,
     publicMetrics: values['public-metrics'] === true,
+    cache: new ScoreCache({ maxEntries: 200_000, shared }),
   });
   const url = await server.listen(port, host);
   process.stdout.write(
@@ -217,6 +232,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   });
   const inFlight = server.inFlight;
   const { unfinished } = await server.close();
+  await shared?.close();
   process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), event: 'stopped', signal, in_flight_at_signal: inFlight, cut_after_grace: unfinished }) + '\n');
   // Every connection is closed; should anything else still hold the event loop open (a model
   // call under way, a library's timer), the process exits anyway: shutdown is bounded by the grace period.

@@ -46,31 +46,24 @@ export class Rerank implements Stage {
     if (n === 0) return [];
     const docs = await Promise.all(r.hits.map((h) => lookupDoc(h, ctx, this.name)));
     const scores = new Float32Array(n);
-    const keys: string[] = [];
     const missing: number[] = [];
-    for (let i = 0; i < n; i++) {
-      if (!ctx.cache) {
-        missing.push(i);
-        continue;
-      }
-      const key = ctx.cache.key(this.scorer.id, r.query.text, docs[i]);
-      keys[i] = key;
-      const cached = ctx.cache.get(key);
-      if (cached === undefined) missing.push(i);
-      else scores[i] = cached;
-    }
     if (ctx.cache) {
+      const cached = await ctx.cache.getMany(this.scorer.id, r.query.text, docs);
+      cached.forEach((v, i) => {
+        if (v === undefined) missing.push(i);
+        else scores[i] = v;
+      });
       ctx.costs.add(CACHE_HITS, n - missing.length);
       ctx.costs.add(CACHE_MISSES, missing.length);
+    } else {
+      for (let i = 0; i < n; i++) missing.push(i);
     }
     if (missing.length > 0) {
       const fresh = await this.scorer.score(r.query.text, missing.map((i) => docs[i]), ctx.costs);
       checkScoreCount(this.name, fresh.length, missing.length);
       ctx.costs.add(PAIRS, missing.length);
-      missing.forEach((i, j) => {
-        scores[i] = fresh[j];
-        if (ctx.cache) ctx.cache.set(keys[i], fresh[j]);
-      });
+      missing.forEach((i, j) => (scores[i] = fresh[j]));
+      ctx.cache?.setMany(this.scorer.id, r.query.text, missing.map((i, j) => [docs[i], fresh[j]] as const));
     }
     return r.hits
       .map((h, i) => ({ ...h, score: scores[i], scores: { ...h.scores, [this.name]: scores[i] } }))

@@ -7,6 +7,7 @@ import { costKind } from '../core/costs.js';
 import type { TraceRow } from '../core/stage.js';
 import type { Doc, DocLookup, Hit } from '../core/types.js';
 import { ScoreCache } from '../cascade/cache.js';
+import { addCacheMetrics } from './cache-metrics.js';
 import { calibrate } from '../cascade/calibration.js';
 import type { Pipeline } from '../cascade/pipeline.js';
 import type { NativeDocument, NativeResponse } from '../rerank/remote/native.js';
@@ -218,6 +219,7 @@ export function createServer(opts: ServerOptions): WinnowServer {
     ),
   );
   metrics.add(new Gauge('winnow_score_cache_lookups_total', 'Score cache lookups by result (counter read at scrape time)', () => (cache ? [[{ result: 'hit' }, cache.hits], [{ result: 'miss' }, cache.misses]] : [])));
+  addCacheMetrics(metrics);
 
   const keyHashes = (opts.apiKeys ?? []).filter((k) => k !== '').map(sha256);
   const log = opts.log === false ? undefined : (opts.log ?? ((e: Record<string, unknown>) => process.stdout.write(JSON.stringify(e) + '\n')));
