@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond npm packages, once (npm runs this before `npm test`):
 # - Debian's chromium, for the report test that renders the HTML report headless;
-# - a Python venv with the cohere SDK and schemathesis, for the client and fuzz tests of `winnow serve`.
+# - a Python venv with the cohere SDK and schemathesis, for the client and fuzz tests of `winnow serve`;
+# - Debian's redis-server and haproxy, for the shared-cache and replica tests (test/scale).
 # Without root (a developer machine) it says what is missing and those tests skip; under CI they fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,16 @@ if ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "test-setup: chromium not found; the report rendering test needs it (apt-get install -y chromium)"
+  fi
+fi
+
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v haproxy >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test-setup: installing redis-server and haproxy (Debian packages)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server haproxy >/dev/null
+  else
+    echo "test-setup: redis-server or haproxy not found; the test/scale tests need them (apt-get install -y redis-server haproxy)"
   fi
 fi
 
