@@ -15,7 +15,8 @@
 #       and removes DIR
 #
 # Needs Debian's redis-server and redis-cli (tools/test-setup.sh installs them). Persistence is
-# off and memory is capped with LRU eviction: this Redis is a cache, as Winnow uses it.
+# off and memory is capped with LRU eviction: this Redis is a cache, as Winnow uses it. DEBUG is
+# allowed from loopback so tests can stall the server (DEBUG SLEEP).
 set -euo pipefail
 
 die() { echo "redis.sh: $*" >&2; exit 1; }
@@ -29,7 +30,7 @@ start_node() {
   shift 2
   mkdir -p "$dir/node-$port"
   redis-server --bind 127.0.0.1 --port "$port" --dir "$dir/node-$port" \
-    --save '' --appendonly no --maxmemory 256mb --maxmemory-policy allkeys-lru \
+    --save '' --appendonly no --maxmemory 256mb --maxmemory-policy allkeys-lru --enable-debug-command local \
     --logfile "$dir/node-$port/redis.log" --daemonize no "$@" </dev/null >/dev/null 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do
@@ -129,7 +130,8 @@ down() {
   [ -f "$dir/.winnow-redis" ] || die "$dir is not a folder redis.sh up made"
   if [ -f "$dir/pids" ]; then
     local pids
-    pids=$(cat "$dir/pids")
+    # only our servers: a pid recorded long ago may have been reused by another process
+    pids=$(for pid in $(cat "$dir/pids"); do grep -qs redis-server "/proc/$pid/cmdline" && echo "$pid"; done)
     for pid in $pids; do kill "$pid" 2>/dev/null || true; done
     for _ in $(seq 1 100); do
       local alive=0

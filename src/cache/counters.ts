@@ -52,6 +52,8 @@ export interface SharedTierStats {
   readonly failures: Readonly<Record<string, number>>;
   /** keys written */
   readonly writes: number;
+  /** keys being written now */
+  readonly pendingWrites: number;
 }
 
 export interface SharedTierWithStats extends SharedTier {

@@ -177,6 +177,7 @@ export class RedisTier implements SharedTierWithStats {
       lookups: { score: { ...this.lookups.score }, embedding: { ...this.lookups.embedding } },
       failures: { ...this.failures },
       writes: this.writes,
+      pendingWrites: this.pendingWrites,
     };
   }
 
