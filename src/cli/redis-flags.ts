@@ -1,23 +1,19 @@
 import { RedisTier } from '../cache/redis-tier.js';
 import { WinnowError } from '../core/errors.js';
-import { intFlag } from './args.js';
+import { type FlagDefs, intFlag } from './args.js';
 
-/** The Redis flags `winnow serve` and `winnow eval` share, for their parsers. */
+/** The Redis flags `winnow serve` and `winnow eval` share (defaults are in the help, not parse-time: without --redis they must stay unset). */
 export const REDIS_FLAGS = {
-  redis: { type: 'string' },
-  'redis-cluster': { type: 'string' },
-  'redis-ttl-s': { type: 'string' },
-  'redis-prefix': { type: 'string' },
-  'redis-timeout-ms': { type: 'string' },
-} as const;
-
-export const REDIS_USAGE = `  --redis URL           share stage scores and document embeddings through Redis
-                        (redis://[:password@]host:port[/db]), behind the in-process caches;
-                        Redis down or slow only costs cache hits, never a request
-  --redis-cluster H:P,...  the same on a Redis Cluster (seed nodes, comma-separated)
-  --redis-ttl-s N       lifetime of cached values in Redis (default 86400)
-  --redis-prefix P      key prefix, to share one Redis between deployments (default winnow:)
-  --redis-timeout-ms N  per-command timeout; slower answers count as misses (default 50)`;
+  redis: {
+    type: 'string',
+    arg: 'URL',
+    help: 'share stage scores and document embeddings through Redis\n(redis://[:password@]host:port[/db]) behind the in-process caches;\nRedis down or slow only costs cache hits, never a request',
+  },
+  'redis-cluster': { type: 'string', arg: 'H:P,...', help: 'the same on a Redis Cluster (seed nodes, comma-separated)' },
+  'redis-ttl-s': { type: 'string', arg: 'N', help: 'lifetime of cached values in Redis (default 86400)' },
+  'redis-prefix': { type: 'string', arg: 'P', help: 'key prefix, to share one Redis between deployments (default winnow:)' },
+  'redis-timeout-ms': { type: 'string', arg: 'N', help: 'per-command timeout; slower answers count as misses (default 50)' },
+} as const satisfies FlagDefs;
 
 type Values = Partial<Record<keyof typeof REDIS_FLAGS, string | undefined>>;
 

@@ -1,8 +1,8 @@
 import { WinnowError } from '../core/errors.js';
 import type { Stage, StageContext, StageDescription } from '../core/stage.js';
-import { CACHE_HITS, CACHE_MISSES, PAIRS } from '../core/costs.js';
+import { CACHE_HITS, CACHE_MISSES, PAIRS, type Costs } from '../core/costs.js';
 import { compareHits, type Doc, type Hit, type Ranking, type ScoreKind } from '../core/types.js';
-import type { Scorer } from './scorer.js';
+import { checkScoreCount, type Scorer } from './scorer.js';
 import { registry } from '../core/registry.js';
 import { str } from '../core/values.js';
 
@@ -44,19 +44,27 @@ export class Rerank implements Stage {
   private async rerankOne(r: Ranking, ctx: StageContext): Promise<Hit[]> {
     const n = r.hits.length;
     if (n === 0) return [];
-    const docs = await Promise.all(r.hits.map((h) => lookupDoc(h, ctx, this.name)));
-    const scores = new Float32Array(n);
+    // Hits with stored document vectors are scored without reading their text (or the cache:
+    // a dot product is cheaper than hashing the document to look its score up).
+    const stored = await this.scorer.scoreStored?.(r.query.text, r.hits, ctx.costs);
+    const docs: Doc[] = new Array<Doc>(n);
+    const open: number[] = [];
+    await Promise.all(r.hits.map(async (h, i) => {
+      if (!(stored && !Number.isNaN(stored[i]))) docs[i] = await lookupDoc(h, ctx, this.name);
+    }));
+    for (let i = 0; i < n; i++) if (!(stored && !Number.isNaN(stored[i]))) open.push(i);
+    const scores = stored ?? new Float32Array(n);
     const missing: number[] = [];
     if (ctx.cache) {
-      const cached = await ctx.cache.getMany(this.scorer.id, r.query.text, docs);
-      cached.forEach((v, i) => {
-        if (v === undefined) missing.push(i);
-        else scores[i] = v;
+      const cached = await ctx.cache.getMany(this.scorer.id, r.query.text, open.map((i) => docs[i]));
+      cached.forEach((v, j) => {
+        if (v === undefined) missing.push(open[j]);
+        else scores[open[j]] = v;
       });
-      ctx.costs.add(CACHE_HITS, n - missing.length);
+      ctx.costs.add(CACHE_HITS, open.length - missing.length);
       ctx.costs.add(CACHE_MISSES, missing.length);
     } else {
-      for (let i = 0; i < n; i++) missing.push(i);
+      missing.push(...open);
     }
     if (missing.length > 0) {
       const fresh = await this.scorer.score(r.query.text, missing.map((i) => docs[i]), ctx.costs);
@@ -69,6 +77,22 @@ export class Rerank implements Stage {
       .map((h, i) => ({ ...h, score: scores[i], scores: { ...h.scores, [this.name]: scores[i] } }))
       .sort(compareHits);
   }
+}
+
+/**
+ * Scores hits whose documents are at hand, through stored vectors where the scorer has them
+ * and the model for the rest (the tuner's scoring pass: no cache, no lookups to time).
+ */
+export async function scoreHits(scorer: Scorer, query: string, hits: readonly Hit[], docs: readonly Doc[], costs: Costs): Promise<Float32Array> {
+  const stored = await scorer.scoreStored?.(query, hits, costs);
+  if (!stored) return scorer.score(query, docs, costs);
+  const rest: number[] = [];
+  for (let i = 0; i < stored.length; i++) if (Number.isNaN(stored[i])) rest.push(i);
+  if (rest.length > 0) {
+    const fresh = await scorer.score(query, rest.map((i) => docs[i]), costs);
+    rest.forEach((i, j) => (stored[i] = fresh[j]));
+  }
+  return stored;
 }
 
 /** The document behind a hit: carried on the hit (a remote engine's `_source`), else looked up. */
@@ -84,10 +108,7 @@ export async function lookupDoc(hit: Hit, ctx: StageContext, stage: string): Pro
   return doc;
 }
 
-/** A model that answers with another number of scores than it was asked for is broken, not slow. */
-export function checkScoreCount(stage: string, got: number, asked: number): void {
-  if (got !== asked) throw new WinnowError('model_error', `${stage}: scorer returned ${got} scores for ${asked} documents`);
-}
+export { checkScoreCount } from './scorer.js';
 
 registry.defineStage(
   'rerank',

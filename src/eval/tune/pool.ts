@@ -6,7 +6,8 @@ import { Costs } from '../../core/costs.js';
 import type { Stage } from '../../core/stage.js';
 import { docText, type Doc, type DocLookup, type Query, type ScoreKind } from '../../core/types.js';
 import { EmbeddingCache } from '../../rerank/embedding-cache.js';
-import { Rerank } from '../../rerank/rerank.js';
+import { Rerank, scoreHits } from '../../rerank/rerank.js';
+import { StoredVectorScorer } from '../../rerank/stored-vectors.js';
 import type { Scorer } from '../../rerank/scorer.js';
 import { Retriever } from '../../retrieve/retriever.js';
 import type { Qrels } from '../metrics.js';
@@ -31,6 +32,8 @@ export interface TuneStage {
 export interface DocEmbeddingCounts {
   fromCache: number;
   embedded: number;
+  /** pairs scored against document vectors stored in the collection (no embedding at all) */
+  stored?: number;
 }
 
 /**
@@ -47,9 +50,12 @@ export interface StageCost {
    * with a document-side cache (bi-encoders, late interaction), the scoring pass mostly reads
    * cached embeddings, so a pair would look as cheap as a dot product; the cost a cascade pays
    * for such a reranker is embedding unseen documents (plus the query once), so it is timed
-   * on a fresh scorer without a disk cache, on documents it has never embedded.
+   * on a fresh scorer without a disk cache, on documents it has never embedded. `stored`: a
+   * bi-encoder over a collection holding its document vectors: every pair of the scoring pass
+   * was a dot product against a stored vector, which is what the cascade will pay too, so the
+   * pass itself is the measurement (one query embedding + a dot product per pair).
    */
-  measured?: 'pool' | 'cold';
+  measured?: 'pool' | 'cold' | 'stored';
   cold?: ColdSample;
 }
 
@@ -195,8 +201,10 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
   });
   const deep = retriever.withK(depth);
 
-  const caches = rerankers.map((r) => docCache(r.scorer));
+  const storedScorers = rerankers.map((r) => (r.scorer instanceof StoredVectorScorer ? r.scorer : undefined));
+  const caches = rerankers.map((r, i) => docCache(storedScorers[i]?.model ?? r.scorer));
   const cacheBefore = caches.map((c) => (c ? { hits: c.hits, misses: c.misses } : undefined));
+  const storedBefore = storedScorers.map((s) => (s ? { stored: s.stored, embedded: s.embedded } : undefined));
   const sample = { queries: opts.coldSample?.queries ?? 8, smallDocs: opts.coldSample?.smallDocs ?? 10, largeDocs: opts.coldSample?.largeDocs ?? 64 };
   const coldInputs: { query: Query; docs: Doc[] }[] = [];
   const queries: QueryPool[] = [];
@@ -235,13 +243,15 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
     const pairMs = new Float64Array(rerankers.length);
     for (let s = 0; s < rerankers.length; s++) {
       const scorer = rerankers[s].scorer;
+      // Stored vectors are read on first use: that one-off read is not what a query pays.
+      if (queries.length === 0 && storedScorers[s]) await storedScorers[s]!.scoreStored(query.text, hits);
       if (queries.length < SAMPLE && n > SMALL) {
         const ts = performance.now();
-        await scorer.score(query.text, docs.slice(0, SMALL), new Costs());
+        await scoreHits(scorer, query.text, hits.slice(0, SMALL), docs.slice(0, SMALL), new Costs());
         smallMs[s].push(performance.now() - ts);
       }
       const ts = performance.now();
-      const out = n === 0 ? new Float32Array(0) : await scorer.score(query.text, docs, new Costs());
+      const out = n === 0 ? new Float32Array(0) : await scoreHits(scorer, query.text, hits, docs, new Costs());
       const ms = performance.now() - ts;
       if (out.length !== n) throw new WinnowError('model_error', `${rerankers[s].name}: returned ${out.length} scores for ${n} documents`);
       fullMs[s].push(ms);
@@ -285,13 +295,17 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
     let cost: StageCost;
     if (opts.costs) cost = opts.costs[i];
     else if (i === 0) cost = { perPairMs: 0, fixedMs: median(retrieveMs), medianQueryMs: median(retrieveMs), measured: 'pool' };
-    else if (caches[i - 1] && opts.coldEnv) {
+    else if (storedScorers[i - 1] && storedScorers[i - 1]!.embedded === storedBefore[i - 1]!.embedded) {
+      cost = { ...fitCost(fullMs[i - 1], fullN, smallMs[i - 1], SMALL), measured: 'stored' };
+    } else if (caches[i - 1] && opts.coldEnv) {
       cost = await coldCost(entry, opts.coldEnv, coldInputs, sample, clip[i - 1], median(fullN), `${where}: stage ${i} (cold cost)`);
     } else cost = { ...fitCost(fullMs[i - 1], fullN, smallMs[i - 1], SMALL), measured: 'pool' };
     const out: TuneStage = { name, role: i === 0 ? 'retriever' : 'reranker', scoreKind, spec: entry, cost };
     const c = caches[i - 1];
     const b = cacheBefore[i - 1];
     if (c && b) out.docEmbeddings = { fromCache: c.hits - b.hits, embedded: c.misses - b.misses };
+    const sv = storedScorers[i - 1];
+    if (sv && out.docEmbeddings) out.docEmbeddings.stored = sv.stored - storedBefore[i - 1]!.stored;
     stages.push(out);
   }
   // Per-query per-pair rates keep the spread of costs across queries (long documents cost
