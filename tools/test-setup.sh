@@ -2,6 +2,7 @@
 # Installs what the test suite needs beyond npm packages, once (npm runs this before `npm test`):
 # - Debian's chromium, for the report test that renders the HTML report headless;
 # - a Python venv with the cohere SDK and schemathesis, for the client and fuzz tests of `winnow serve`;
+# - Debian's redis-server and haproxy, for the shared-cache and replica tests (test/scale).
 # - a JDK and Maven, and the OpenSearch launcher built from Maven Central once
 #   (deploy/cluster/opensearch.sh build), for test/retrieve/opensearch.test.ts.
 # Without root (a developer machine) it says what is missing and those tests skip; under CI they fail.
@@ -15,6 +16,16 @@ if ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "test-setup: chromium not found; the report rendering test needs it (apt-get install -y chromium)"
+  fi
+fi
+
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v haproxy >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test-setup: installing redis-server and haproxy (Debian packages)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server haproxy >/dev/null
+  else
+    echo "test-setup: redis-server or haproxy not found; the test/scale tests need them (apt-get install -y redis-server haproxy)"
   fi
 fi
 

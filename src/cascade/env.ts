@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { WinnowError } from '../core/errors.js';
 import type { Doc, DocLookup } from '../core/types.js';
+import type { SharedTier } from '../cache/shared-tier.js';
 import { readCorpus } from '../eval/io/beir.js';
 import { resolveModel } from '../models/resolve.js';
 import { loadScorer, type ScorerOptions } from '../rerank/load.js';
@@ -35,6 +36,8 @@ export interface EnvOptions {
   collection?: string;
   /** keep document embeddings on disk here, so a document is embedded once across runs */
   embeddingCacheDir?: string;
+  /** share document embeddings with other processes through this tier (Redis) */
+  sharedCache?: SharedTier;
   progress?: boolean;
 }
 
@@ -176,8 +179,8 @@ export class WinnowEnv {
 
   private async openModel(ref: string, options: ScorerOptions, where: string): Promise<Scorer> {
     try {
-      const cacheDir = this.opts.embeddingCacheDir;
-      return await loadScorer(await resolveModel(ref), cacheDir ? { cacheDir, ...options } : options);
+      const { embeddingCacheDir: cacheDir, sharedCache } = this.opts;
+      return await loadScorer(await resolveModel(ref), { ...(cacheDir ? { cacheDir } : {}), ...(sharedCache ? { sharedCache } : {}), ...options });
     } catch (e) {
       if (e instanceof WinnowError && e.code === 'usage') {
         throw new WinnowError(

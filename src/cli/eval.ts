@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { SharedTier } from '../cache/shared-tier.js';
 import { ScoreCache } from '../cascade/cache.js';
 import { WinnowEnv } from '../cascade/env.js';
 import { Pipeline } from '../cascade/pipeline.js';
@@ -16,6 +17,7 @@ import type { Qrels } from '../eval/metrics.js';
 import { formatExperiment } from '../eval/table.js';
 import { winnowHome } from '../models/cache.js';
 import { command, intArg, CACHE_FLAGS, loadPlugins, parseCommand, PLUGIN_FLAG, showHelp, helpText } from './args.js';
+import { REDIS_FLAGS, redisTierFromFlags } from './redis-flags.js';
 
 export const EVAL_COMMAND = command({
   name: 'eval',
@@ -54,6 +56,7 @@ export const EVAL_COMMAND = command({
     'cache-entries': { type: 'string', arg: 'N', default: '1000000', help: 'score-cache capacity (0 disables)' },
     index: { type: 'string', arg: 'FILE', help: 'BM25 index file: loaded if present, else built and saved there' },
     ...CACHE_FLAGS,
+    ...REDIS_FLAGS,
   },
 });
 
@@ -84,9 +87,19 @@ export interface CascadeFlags {
 export async function evalCommand(args: string[]): Promise<number> {
   const { values } = parseCommand(args, EVAL_COMMAND);
   if (values.help) return showHelp(EVAL_COMMAND);
+  const shared = redisTierFromFlags(values, (e) => process.stderr.write(`redis: ${JSON.stringify(e)}\n`));
+  try {
+    return await evaluate(values, shared);
+  } finally {
+    await shared?.close();
+  }
+}
+
+async function evaluate(values: ReturnType<typeof parseCommand<typeof EVAL_COMMAND.flags>>['values'], shared: SharedTier | undefined): Promise<number> {
   const inputs = await loadEvalInputs(values);
   const finalK = intArg(values['final-k'], 'final-k');
   const env = await WinnowEnv.create({
+    sharedCache: shared,
     corpus: inputs.corpus,
     collection: inputs.collection,
     docs: inputs.docs,
@@ -120,7 +133,7 @@ export async function evalCommand(args: string[]): Promise<number> {
     qrels: inputs.qrels,
     docs: env.lookup,
     candidates: inputs.candidates,
-    cache: cacheEntries > 0 ? new ScoreCache({ maxEntries: cacheEntries }) : undefined,
+    cache: cacheEntries > 0 ? new ScoreCache({ maxEntries: cacheEntries, shared }) : undefined,
     finalK,
     progress: true,
   });

@@ -8,6 +8,8 @@ import { checkSpec, compileSpec, type CascadeSpec } from '../cascade/spec.js';
 import { withBatching } from '../serve/batcher.js';
 import { createServer, DEFAULT_LIMITS, type ServeLimits } from '../serve/server.js';
 import { command, helpText, intArg, loadPlugins, parseCommand, PLUGIN_FLAG, showHelp } from './args.js';
+import { REDIS_FLAGS, redisTierFromFlags } from './redis-flags.js';
+import { ScoreCache } from '../cascade/cache.js';
 
 const L = DEFAULT_LIMITS;
 
@@ -69,6 +71,7 @@ set in the spec's serve: section (max_docs: 500 for --max-docs); the command lin
       help: 'bearer tokens, one per line (or WINNOW_API_KEYS=k1,k2); they guard\nthe POST routes and /metrics',
     },
     'public-metrics': { type: 'boolean', help: 'serve /metrics without a token even when keys are set' },
+    ...REDIS_FLAGS,
   },
 });
 
@@ -92,6 +95,11 @@ const SERVE_KEYS: Record<string, string> = {
   body_timeout_ms: 'body-timeout-ms',
   shutdown_grace_ms: 'shutdown-grace-ms',
   drain_delay_ms: 'drain-delay-ms',
+  redis: 'redis',
+  redis_cluster: 'redis-cluster',
+  redis_ttl_s: 'redis-ttl-s',
+  redis_prefix: 'redis-prefix',
+  redis_timeout_ms: 'redis-timeout-ms',
 };
 
 export interface ServeSpecFile {
@@ -200,7 +208,12 @@ export async function serveCommand(args: string[]): Promise<number> {
   const apiKeys = readKeys(flag('keys-file'));
 
   await loadPlugins(values.plugin);
-  const base = await WinnowEnv.create({ corpus: flag('corpus'), progress: false });
+  const logEvent = (e: Record<string, unknown>): void => void process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), ...e }) + '\n');
+  const shared = redisTierFromFlags(
+    { redis: flag('redis'), 'redis-cluster': flag('redis-cluster'), 'redis-ttl-s': flag('redis-ttl-s'), 'redis-prefix': flag('redis-prefix'), 'redis-timeout-ms': flag('redis-timeout-ms') },
+    logEvent,
+  );
+  const base = await WinnowEnv.create({ corpus: flag('corpus'), progress: false, sharedCache: shared });
   const batched = values['no-batching'] ? undefined : withBatching(base, batching);
   const env = batched?.env ?? base;
   const cascades = new Map<string, Pipeline>();
@@ -214,6 +227,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     limits,
     apiKeys,
     publicMetrics: values['public-metrics'] === true,
+    cache: new ScoreCache({ maxEntries: 200_000, shared }),
   });
   const url = await server.listen(port, host);
   process.stdout.write(
@@ -243,6 +257,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     await new Promise((r) => setTimeout(r, drainDelayMs));
   }
   const { unfinished } = await server.close();
+  await shared?.close();
   process.stdout.write(JSON.stringify({ ts: new Date().toISOString(), event: 'stopped', signal, in_flight_at_signal: inFlight, cut_after_grace: unfinished }) + '\n');
   // Every connection is closed; should anything else still hold the event loop open (a model
   // call under way, a library's timer), the process exits anyway: shutdown is bounded by the grace period.

@@ -49,7 +49,8 @@ export interface ExperimentResult {
   final: Record<string, number>;
   perQuery: Record<string, Record<string, number>>;
   latencyMs: LatencySummary;
-  cache?: { hits: number; misses: number; hitRatio: number; entries: number };
+  /** `sharedHits`: of the hits, those a shared tier (Redis) answered */
+  cache?: { hits: number; misses: number; hitRatio: number; entries: number; sharedHits: number };
   /** stages that cost pairs but add under MIN_LIFT nDCG@10 */
   warnings: string[];
   rankings: Ranking[];
@@ -82,7 +83,7 @@ export async function runExperiment(opts: ExperimentOptions): Promise<Experiment
   const perQuery: Record<string, Record<string, number>> = {};
   const rankings: Ranking[] = [];
   const progress = opts.progress ? new Progress('eval', queries.length, 'queries') : undefined;
-  const cacheBefore = opts.cache ? { hits: opts.cache.hits, misses: opts.cache.misses } : undefined;
+  const cacheBefore = opts.cache ? { hits: opts.cache.hits, misses: opts.cache.misses, sharedHits: opts.cache.sharedHits } : undefined;
 
   for (const query of queries) {
     const judged = qrels.get(query.id);
@@ -143,7 +144,8 @@ export async function runExperiment(opts: ExperimentOptions): Promise<Experiment
   if (opts.cache && cacheBefore) {
     const hits = opts.cache.hits - cacheBefore.hits;
     const misses = opts.cache.misses - cacheBefore.misses;
-    result.cache = { hits, misses, hitRatio: hits + misses > 0 ? hits / (hits + misses) : 0, entries: opts.cache.size };
+    const sharedHits = opts.cache.sharedHits - cacheBefore.sharedHits;
+    result.cache = { hits, misses, hitRatio: hits + misses > 0 ? hits / (hits + misses) : 0, entries: opts.cache.size, sharedHits };
   }
   return result;
 }

@@ -60,7 +60,7 @@ export function formatExperiment(r: ExperimentResult, finalK: number): string {
   for (const w of r.warnings ?? []) lines.push(`warning: ${w}`);
   if (r.cache) {
     lines.push(
-      `score cache: ${r.cache.hits} hits, ${r.cache.misses} misses (${(100 * r.cache.hitRatio).toFixed(1)}% hit), ${r.cache.entries} entries`,
+      `score cache: ${r.cache.hits} hits${r.cache.sharedHits ? ` (${r.cache.sharedHits} from Redis)` : ''}, ${r.cache.misses} misses (${(100 * r.cache.hitRatio).toFixed(1)}% hit), ${r.cache.entries} entries`,
     );
   }
   return lines.join('\n');

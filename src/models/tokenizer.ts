@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { LRUCache } from 'lru-cache';
 import { WinnowError } from '../core/errors.js';
 
 /**
@@ -58,7 +59,8 @@ export class TextTokenizer {
   readonly modelMaxLength: number | undefined;
   private readonly single: Slot[];
   private readonly pair: Slot[];
-  private readonly cache = new Map<string, Int32Array>();
+  /** documents recur across queries; least recently tokenized texts go first */
+  private readonly cache = new LRUCache<string, Int32Array>({ max: CACHE_ENTRIES });
 
   private constructor(
     private readonly tok: Tokenizer,
@@ -119,7 +121,6 @@ export class TextTokenizer {
     if (hit) return hit;
     const clean = wellFormed(text);
     const out = Int32Array.from(this.tok.encode(clean, { add_special_tokens: false }).ids);
-    if (this.cache.size >= CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
     this.cache.set(text, out);
     return out;
   }

@@ -2,6 +2,7 @@ import { type Costs, TRUNCATED } from '../core/costs.js';
 import { docText, type Doc } from '../core/types.js';
 import { openModel, type FolderOptions, type ModelFolder } from '../models/folder.js';
 import { floatData, lengthSortedBatches, type ModelSession, pickOutput, type RunCounters, type SessionOptions } from '../models/onnx.js';
+import type { SharedTier } from '../cache/shared-tier.js';
 import { EmbeddingCache } from './embedding-cache.js';
 import type { Scorer } from './scorer.js';
 
@@ -22,6 +23,8 @@ export interface BiEncoderOptions extends FolderOptions, SessionOptions {
   cacheDir?: string;
   /** memory budget of the document embedding LRU, bytes */
   cacheBytes?: number;
+  /** document embeddings shared with other processes (Redis) */
+  sharedCache?: SharedTier;
 }
 
 /**
@@ -79,6 +82,7 @@ export class BiEncoder implements Scorer {
       namespace: `embedding:${model}|dp=${JSON.stringify(this.docPrefix)}`,
       dir: options.cacheDir,
       maxBytes: options.cacheBytes,
+      shared: options.sharedCache,
     });
   }
 
@@ -103,9 +107,9 @@ export class BiEncoder implements Scorer {
     const out = new Float32Array(docs.length * this.dim);
     const texts = docs.map((d) => this.docPrefix + (typeof d === 'string' ? d : docText(d)));
     const missing: number[] = [];
-    texts.forEach((t, i) => {
-      const v = this.cache.get(t);
-      if (v) out.set(v, i * this.dim);
+    (await this.cache.getMany(texts)).forEach((v, i) => {
+      // a shared tier written by a model of another width is not this model's cache
+      if (v && v.length === this.dim) out.set(v, i * this.dim);
       else missing.push(i);
     });
     if (missing.length === 0) return out;

@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { LRUCache } from 'lru-cache';
+import { cacheCounters } from '../cache/counters.js';
+import type { SharedTier } from '../cache/shared-tier.js';
 
 /**
  * Document embeddings (vectors, or ColBERT token matrices) keyed by model identity and text.
@@ -12,6 +15,15 @@ import path from 'node:path';
  * [float32 LE data]`, plus a `.json` naming the namespace for people. Only the record index
  * (hash -> offset) is held in memory; values are read on demand. A torn last record (a
  * crash mid-append) is ignored and overwritten by the next append.
+ *
+ * Shared tier (Redis, optional, asked after memory and disk): key `e:{N:b}K`, N a hash of the
+ * namespace, K the content key, b its first hex digit. The hash tag `N:b` splits one model's
+ * embeddings into 16 buckets: a batch of documents (which retrieval draws from all over the
+ * corpus) needs at most 16 MGETs, each on one Redis Cluster slot, and a model's embeddings and
+ * their traffic spread over 16 slots instead of piling onto one node. Tagging by the whole
+ * namespace would put every lookup of a model on one node; tagging by document would need one
+ * GET per document; tagging by query would store each document once per query it was seen with.
+ * Values are the raw float32 bytes (little-endian, as every platform Winnow runs on).
  */
 export interface EmbeddingCacheOptions {
   /** everything that changes the vectors: model id, revision, pooling, prefix, max length */
@@ -20,25 +32,36 @@ export interface EmbeddingCacheOptions {
   maxBytes?: number;
   /** directory for the on-disk store; none: memory only */
   dir?: string;
+  /** a tier shared with other processes (Redis), asked for what memory and disk lack */
+  shared?: SharedTier;
 }
+
+/** buckets per namespace in the shared tier: at most this many MGETs per batch */
+const SHARED_BUCKETS = 16;
 
 const HASH_BYTES = 16;
 const HEADER = HASH_BYTES + 4;
 
 export class EmbeddingCache {
   readonly namespace: string;
-  private readonly maxBytes: number;
-  private readonly memory = new Map<string, Float32Array>();
-  private bytes = 0;
+  /** absent when the memory budget is 0: values then come from disk on every lookup */
+  private readonly memory?: LRUCache<string, Float32Array>;
   private readonly file?: string;
   private index?: Map<string, { offset: number; count: number }>;
   private end = 0;
   hits = 0;
   misses = 0;
+  /** of the hits, those the shared tier answered */
+  sharedHits = 0;
+  private readonly shared?: SharedTier;
+  private readonly sharedNamespace: string;
 
   constructor(options: EmbeddingCacheOptions) {
     this.namespace = options.namespace;
-    this.maxBytes = options.maxBytes ?? 256 * 1024 * 1024;
+    this.shared = options.shared;
+    this.sharedNamespace = createHash('sha256').update(options.namespace).digest('base64url').slice(0, 12);
+    const maxBytes = options.maxBytes ?? 256 * 1024 * 1024;
+    if (maxBytes > 0) this.memory = new LRUCache<string, Float32Array>({ maxSize: maxBytes, sizeCalculation: (v) => Math.max(1, v.byteLength) });
     if (options.dir) {
       mkdirSync(options.dir, { recursive: true });
       const name = createHash('sha256').update(options.namespace).digest('hex').slice(0, 32);
@@ -53,47 +76,86 @@ export class EmbeddingCache {
     return createHash('sha256').update(text).digest('hex').slice(0, HASH_BYTES * 2);
   }
 
+  /** memory, then disk; the shared tier is only asked by `getMany` */
   get(text: string): Float32Array | undefined {
-    const key = EmbeddingCache.key(text);
-    const m = this.memory.get(key);
-    if (m) {
-      this.memory.delete(key);
-      this.memory.set(key, m);
-      this.hits++;
-      return m;
+    const v = this.getLocal(EmbeddingCache.key(text));
+    if (v) this.hits++;
+    else {
+      this.misses++;
+      cacheCounters.miss('embedding');
     }
-    const d = this.readDisk(key);
-    if (d) {
-      this.remember(key, d);
-      this.hits++;
-      return d;
-    }
-    this.misses++;
-    return undefined;
+    return v;
   }
 
-  /** stores many values with one disk append */
+  /**
+   * Values for `texts`, `undefined` where no tier has one: memory, disk, then one batched
+   * request to the shared tier for the rest (whose answers are kept in memory). Never rejects.
+   */
+  async getMany(texts: readonly string[]): Promise<(Float32Array | undefined)[]> {
+    const keys = texts.map((t) => EmbeddingCache.key(t));
+    const out = keys.map((k) => this.getLocal(k));
+    const missing: number[] = [];
+    out.forEach((v, i) => v === undefined && missing.push(i));
+    let shared = 0;
+    if (this.shared && missing.length > 0) {
+      const values = await this.shared.getMany(
+        missing.map((i) => this.sharedKey(keys[i])),
+        'embedding',
+      );
+      missing.forEach((i, j) => {
+        const b = values[j];
+        if (!b || b.length === 0 || b.length % 4 !== 0) return;
+        // a copy: the reply buffer's offset need not be float-aligned
+        const v = new Float32Array(b.length / 4);
+        new Uint8Array(v.buffer).set(b);
+        out[i] = v;
+        this.remember(keys[i], v);
+        shared++;
+      });
+    }
+    const miss = missing.length - shared;
+    this.hits += texts.length - miss;
+    this.sharedHits += shared;
+    this.misses += miss;
+    cacheCounters.hit('embedding', 'redis', shared);
+    cacheCounters.miss('embedding', miss);
+    return out;
+  }
+
+  /** stores many values with one disk append, and in the shared tier in the background */
   setMany(entries: ReadonlyArray<readonly [text: string, value: Float32Array]>): void {
     const fresh: Array<[string, Float32Array]> = [];
+    const keyed: Array<[string, Float32Array]> = [];
     for (const [text, value] of entries) {
       const key = EmbeddingCache.key(text);
+      keyed.push([key, value]);
       this.remember(key, value);
       if (this.file && !this.loadIndex().has(key)) fresh.push([key, value]);
     }
     if (this.file && fresh.length > 0) this.append(fresh);
+    this.shared?.setMany(keyed.map(([k, v]) => [this.sharedKey(k), Buffer.from(v.buffer, v.byteOffset, v.byteLength)] as const));
+  }
+
+  private getLocal(key: string): Float32Array | undefined {
+    const m = this.memory?.get(key);
+    if (m) {
+      cacheCounters.hit('embedding', 'local');
+      return m;
+    }
+    const d = this.readDisk(key);
+    if (d) {
+      cacheCounters.hit('embedding', 'disk');
+      this.remember(key, d);
+    }
+    return d;
+  }
+
+  private sharedKey(key: string): string {
+    return `e:{${this.sharedNamespace}:${Number.parseInt(key[0], 16) % SHARED_BUCKETS}}${key}`;
   }
 
   private remember(key: string, value: Float32Array): void {
-    const old = this.memory.get(key);
-    if (old) this.bytes -= old.byteLength;
-    this.memory.delete(key);
-    this.memory.set(key, value);
-    this.bytes += value.byteLength;
-    while (this.bytes > this.maxBytes && this.memory.size > 1) {
-      const [k, v] = this.memory.entries().next().value as [string, Float32Array];
-      this.memory.delete(k);
-      this.bytes -= v.byteLength;
-    }
+    this.memory?.set(key, value);
   }
 
   private loadIndex(): Map<string, { offset: number; count: number }> {

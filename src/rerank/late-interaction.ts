@@ -5,6 +5,7 @@ import { openModel, type ColbertSettings, type FolderOptions, type ModelFolder }
 import { floatData, lengthSortedBatches, type ModelSession, pickOutput, type RunCounters, type SessionOptions } from '../models/onnx.js';
 import type { EncodedBatch, Encoding } from '../models/tokenizer.js';
 import { normalizeInPlace } from './bi-encoder.js';
+import type { SharedTier } from '../cache/shared-tier.js';
 import { EmbeddingCache } from './embedding-cache.js';
 import type { Scorer } from './scorer.js';
 
@@ -16,6 +17,8 @@ export interface LateInteractionOptions extends FolderOptions, SessionOptions {
   batchSize?: number;
   cacheDir?: string;
   cacheBytes?: number;
+  /** document matrices shared with other processes (Redis) */
+  sharedCache?: SharedTier;
 }
 
 const PUNCTUATION = '!"#$%&\'()*+,-./:;<=>?@[\\]^_`{|}~';
@@ -86,7 +89,7 @@ export class LateInteraction implements Scorer {
       .filter(Boolean)
       .join('|');
     this.id = `late-interaction:${model}|qlen=${s.queryLength}|attendMask=${s.attendToMaskTokens}`;
-    this.cache = new EmbeddingCache({ namespace: `colbert-docs:${model}`, dir: options.cacheDir, maxBytes: options.cacheBytes });
+    this.cache = new EmbeddingCache({ namespace: `colbert-docs:${model}`, dir: options.cacheDir, maxBytes: options.cacheBytes, shared: options.sharedCache });
   }
 
   static load(folder: string | ModelFolder, options: LateInteractionOptions = {}): Promise<LateInteraction> {
@@ -125,9 +128,9 @@ export class LateInteraction implements Scorer {
     const texts = docs.map((d) => (typeof d === 'string' ? d : docText(d)));
     const out: Float32Array[] = new Array(texts.length);
     const missing: number[] = [];
-    texts.forEach((t, i) => {
-      const v = this.cache.get(t);
-      if (v) out[i] = v;
+    (await this.cache.getMany(texts)).forEach((v, i) => {
+      // whole token rows only: anything else was written by a model of another width
+      if (v && v.length % this.dim === 0) out[i] = v;
       else missing.push(i);
     });
     if (missing.length === 0) return out;

@@ -48,37 +48,30 @@ export class Rerank implements Stage {
     // a dot product is cheaper than hashing the document to look its score up).
     const stored = await this.scorer.scoreStored?.(r.query.text, r.hits, ctx.costs);
     const docs: Doc[] = new Array<Doc>(n);
+    const open: number[] = [];
     await Promise.all(r.hits.map(async (h, i) => {
       if (!(stored && !Number.isNaN(stored[i]))) docs[i] = await lookupDoc(h, ctx, this.name);
     }));
+    for (let i = 0; i < n; i++) if (!(stored && !Number.isNaN(stored[i]))) open.push(i);
     const scores = stored ?? new Float32Array(n);
-    const keys: string[] = [];
     const missing: number[] = [];
-    for (let i = 0; i < n; i++) {
-      if (stored && !Number.isNaN(stored[i])) continue;
-      if (!ctx.cache) {
-        missing.push(i);
-        continue;
-      }
-      const key = ctx.cache.key(this.scorer.id, r.query.text, docs[i]);
-      keys[i] = key;
-      const cached = ctx.cache.get(key);
-      if (cached === undefined) missing.push(i);
-      else scores[i] = cached;
-    }
     if (ctx.cache) {
-      const looked = stored ? stored.reduce((c, x) => c + (Number.isNaN(x) ? 1 : 0), 0) : n;
-      ctx.costs.add(CACHE_HITS, looked - missing.length);
+      const cached = await ctx.cache.getMany(this.scorer.id, r.query.text, open.map((i) => docs[i]));
+      cached.forEach((v, j) => {
+        if (v === undefined) missing.push(open[j]);
+        else scores[open[j]] = v;
+      });
+      ctx.costs.add(CACHE_HITS, open.length - missing.length);
       ctx.costs.add(CACHE_MISSES, missing.length);
+    } else {
+      missing.push(...open);
     }
     if (missing.length > 0) {
       const fresh = await this.scorer.score(r.query.text, missing.map((i) => docs[i]), ctx.costs);
       checkScoreCount(this.name, fresh.length, missing.length);
       ctx.costs.add(PAIRS, missing.length);
-      missing.forEach((i, j) => {
-        scores[i] = fresh[j];
-        if (ctx.cache) ctx.cache.set(keys[i], fresh[j]);
-      });
+      missing.forEach((i, j) => (scores[i] = fresh[j]));
+      ctx.cache?.setMany(this.scorer.id, r.query.text, missing.map((i, j) => [docs[i], fresh[j]] as const));
     }
     return r.hits
       .map((h, i) => ({ ...h, score: scores[i], scores: { ...h.scores, [this.name]: scores[i] } }))

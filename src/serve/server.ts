@@ -9,6 +9,7 @@ import { costKind } from '../core/costs.js';
 import type { TraceRow } from '../core/stage.js';
 import type { Doc, DocLookup, Hit } from '../core/types.js';
 import { ScoreCache } from '../cascade/cache.js';
+import { addCacheMetrics } from './cache-metrics.js';
 import type { Pipeline } from '../cascade/pipeline.js';
 import { Admission } from './admission.js';
 import { BearerAuth } from './auth.js';
@@ -168,6 +169,7 @@ export function createServer(opts: ServerOptions): WinnowServer {
     ),
   );
   metrics.add(new Gauge('winnow_score_cache_lookups_total', 'Score cache lookups by result (counter read at scrape time)', () => (cache ? [[{ result: 'hit' }, cache.hits], [{ result: 'miss' }, cache.misses]] : [])));
+  addCacheMetrics(metrics);
   metrics.add(new Gauge('winnow_model_pairs_per_second', 'Measured model throughput (EWMA over recent calls), by scorer; admission control predicts queue waits from it', () => [...batchers].map((b) => [{ scorer: b.id }, b.pairsPerSecond])));
   metrics.add(new Gauge('winnow_open_connections', 'Open client connections (limit: maxConnections)', () => [[{}, connections]]));
   metrics.add(new Gauge('winnow_buffered_request_bytes', 'Request body bytes held across requests (limit: maxBufferedBytes)', () => [[{}, budget.held]]));
