@@ -72,9 +72,10 @@ export function markPareto(points: { quality: number; latency: number }[]): bool
  * the best nDCG@10 whose predicted per-query latency (p50 or p95) fits the budget; ties go
  * to the cheaper plan. When nothing fits, the cheapest plan is returned with `met: false`.
  */
-export function planForBudget(pools: Pools, finalK: number, budgetMs: number, stat: BudgetStat): BudgetChoice {
+export async function planForBudget(pools: Pools, finalK: number, budgetMs: number, stat: BudgetStat): Promise<BudgetChoice> {
   const plans = enumeratePlans(pools, finalK);
-  const evals = plans.map((plan) => evaluatePlan(pools, plan, finalK));
+  const evals: PlanEval[] = [];
+  for (const plan of plans) evals.push(await evaluatePlan(pools, plan, finalK));
   const pareto = markPareto(evals.map((e) => ({ quality: e['nDCG@10'], latency: e.latencyMs[stat] })));
   const points: PlanPoint[] = plans.map((plan, i) => ({
     label: planLabel(pools, plan, finalK),

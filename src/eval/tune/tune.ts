@@ -17,7 +17,7 @@ import { type EarlyExitChoice, tuneEarlyExit } from './early-exit.js';
 import { type FusionMethodName, fitFusion } from './fusion.js';
 import { type BudgetStat, planForBudget } from './planner.js';
 import { type DocEmbeddingCounts, type Pools, type StageCost, scorePools } from './pool.js';
-import { type Plan, type PlanEval, evaluatePlan, planLabel, runPlan, Scratch } from './simulate.js';
+import { type Plan, type PlanEval, evaluatePlan, planLabel, replayPlan } from './simulate.js';
 
 export interface TuneOptions {
   spec: CascadeSpec;
@@ -129,22 +129,20 @@ function summarize(pools: Pools, plan: Plan, e: PlanEval, finalK: number): PlanS
 }
 
 /** (score, label) of every pair a stage scores under a plan: its input candidates. */
-function stagePairs(pools: Pools, plan: Plan, step: number, finalK: number): { scores: Float64Array; labels: Uint8Array } {
-  const scratch = new Scratch(pools.depth);
+async function stagePairs(pools: Pools, plan: Plan, step: number, finalK: number): Promise<{ scores: Float64Array; labels: Uint8Array }> {
   const scores: number[] = [];
   const labels: number[] = [];
   const stage = plan.steps[step].stage;
-  const before: Plan = { steps: plan.steps.slice(0, step) };
-  for (const q of pools.queries) {
-    const input =
-      step === 0
-        ? q.order[stage].subarray(0, plan.steps.length === 1 ? finalK : plan.steps[0].k)
-        : runPlan(q, pools, before, plan.steps[step - 1].k, scratch).top;
-    for (const d of input) {
+  // the retriever scores what it keeps; a later stage, what the steps before it keep
+  const upTo = step === 0 ? (plan.steps.length === 1 ? undefined : 1) : step;
+  const { rankings } = await replayPlan(pools, plan, finalK, pools.queries, upTo);
+  pools.queries.forEach((q, i) => {
+    for (const h of rankings[i].hits) {
+      const d = q.index.get(h.docId) as number;
       scores.push(q.scores[stage][d]);
       labels.push(q.gain[d] >= 1 ? 1 : 0);
     }
-  }
+  });
   return { scores: Float64Array.from(scores), labels: Uint8Array.from(labels) };
 }
 
@@ -177,20 +175,23 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
     costs: tunePools.stages.map((s) => s.cost),
   });
   const { finalK } = o;
-  const both = (plan: Plan) => ({
-    tune: summarize(tunePools, plan, evaluatePlan(tunePools, plan, finalK), finalK),
-    test: summarize(testPools, plan, evaluatePlan(testPools, plan, finalK), finalK),
+  const both = async (plan: Plan) => ({
+    tune: summarize(tunePools, plan, await evaluatePlan(tunePools, plan, finalK), finalK),
+    test: summarize(testPools, plan, await evaluatePlan(testPools, plan, finalK), finalK),
   });
 
-  const { curves, plan: plateau } = recallCurves(tunePools, { epsilon: o.epsilon, finalK, resamples: o.resamples, seed: o.seed });
-  const choice = planForBudget(tunePools, finalK, o.budgetMs, o.budgetStat);
-  const configs: ConfigPoint[] = choice.points.map((p) => ({
-    label: p.label,
-    tune: summarize(tunePools, p.plan, p.eval, finalK),
-    test: summarize(testPools, p.plan, evaluatePlan(testPools, p.plan, finalK), finalK),
-    pareto: p.pareto,
-    withinBudget: p.withinBudget,
-  }));
+  const { curves, plan: plateau } = await recallCurves(tunePools, { epsilon: o.epsilon, finalK, resamples: o.resamples, seed: o.seed });
+  const choice = await planForBudget(tunePools, finalK, o.budgetMs, o.budgetStat);
+  const configs: ConfigPoint[] = [];
+  for (const p of choice.points) {
+    configs.push({
+      label: p.label,
+      tune: summarize(tunePools, p.plan, p.eval, finalK),
+      test: summarize(testPools, p.plan, await evaluatePlan(testPools, p.plan, finalK), finalK),
+      pareto: p.pareto,
+      withinBudget: p.withinBudget,
+    });
+  }
   const chosenStat = choice.best.eval.latencyMs[o.budgetStat];
   const budgetMessage = choice.met
     ? `plan meets the budget: predicted ${o.budgetStat} ${chosenStat.toFixed(2)} ms <= ${o.budgetMs} ms`
@@ -200,10 +201,10 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
   const depth = tunePools.depth;
   const heavy = nStages - 1;
   const baselines: TuneResult['baselines'] = {
-    heavyFullPool: both({ steps: [{ stage: 0, k: depth }, { stage: heavy, k: finalK }] }).test,
-    firstPassAlone: both({ steps: [{ stage: 0, k: finalK }] }).test,
+    heavyFullPool: (await both({ steps: [{ stage: 0, k: depth }, { stage: heavy, k: finalK }] })).test,
+    firstPassAlone: (await both({ steps: [{ stage: 0, k: finalK }] })).test,
   };
-  if (nStages > 2) baselines.lightAlone = both({ steps: [{ stage: 0, k: depth }, { stage: 1, k: finalK }] }).test;
+  if (nStages > 2) baselines.lightAlone = (await both({ steps: [{ stage: 0, k: depth }, { stage: 1, k: finalK }] })).test;
 
   let plan: Plan = choice.best.plan;
   const result: Partial<TuneResult> = {};
@@ -211,12 +212,14 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
   // Calibration per stage of the chosen plan, fitted on tuning pairs, judged on held-out pairs.
   const calibrations = new Map<number, Calibration>();
   if (o.calibrate) {
-    result.calibration = plan.steps.map((step, j) => {
+    result.calibration = [];
+    for (let j = 0; j < plan.steps.length; j++) {
+      const step = plan.steps[j];
       const st = tunePools.stages[step.stage];
-      const fitData = stagePairs(tunePools, plan, j, finalK);
+      const fitData = await stagePairs(tunePools, plan, j, finalK);
       const fit = fitCalibration(o.calibrate as CalibrationMethod, st.scoreKind, fitData.scores, fitData.labels, `stage "${st.name}"`);
       calibrations.set(step.stage, fit.calibration);
-      const held = stagePairs(testPools, plan, j, finalK);
+      const held = await stagePairs(testPools, plan, j, finalK);
       const raw = rawProbability(st.scoreKind);
       const entry: StageCalibration = {
         stage: st.name,
@@ -227,12 +230,12 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       };
       if (fit.note) entry.note = fit.note;
       if (raw) entry.before = calibrationQuality(Float64Array.from(held.scores, raw), held.labels);
-      return entry;
-    });
+      result.calibration.push(entry);
+    }
   }
 
   if (o.fuse) {
-    const fusion = fitFusion(tunePools, plan, o.fuse, finalK, o.rrfK);
+    const fusion = await fitFusion(tunePools, plan, o.fuse, finalK, o.rrfK);
     if (!fusion) {
       result.fusion = {
         method: o.fuse,
@@ -245,10 +248,10 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       };
     } else {
       const fused: Plan = { ...plan, fusion };
-      const tuneFused = evaluatePlan(tunePools, fused, finalK)['nDCG@10'];
-      const tuneLast = evaluatePlan(tunePools, plan, finalK)['nDCG@10'];
-      const testFused = evaluatePlan(testPools, fused, finalK)['nDCG@10'];
-      const testLast = evaluatePlan(testPools, plan, finalK)['nDCG@10'];
+      const tuneFused = (await evaluatePlan(tunePools, fused, finalK))['nDCG@10'];
+      const tuneLast = (await evaluatePlan(tunePools, plan, finalK))['nDCG@10'];
+      const testFused = (await evaluatePlan(testPools, fused, finalK))['nDCG@10'];
+      const testLast = (await evaluatePlan(testPools, plan, finalK))['nDCG@10'];
       // Adopted on tuning evidence only; the held-out comparison is reported, not used to choose.
       const adopted = tuneFused > tuneLast;
       result.fusion = {
@@ -280,22 +283,22 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       const light = tunePools.stages[plan.steps[j].stage];
       let cal = calibrations.get(plan.steps[j].stage);
       if (!cal) {
-        const data = stagePairs(tunePools, plan, j, finalK);
+        const data = await stagePairs(tunePools, plan, j, finalK);
         cal = fitCalibration('platt', light.scoreKind, data.scores, data.labels, `stage "${light.name}" (for the early-exit margin)`).calibration;
       }
-      const ee = tuneEarlyExit(tunePools, plan, cal, 1, o.earlyExitLoss, finalK);
+      const ee = await tuneEarlyExit(tunePools, plan, cal, 1, o.earlyExitLoss, finalK);
       const { rule, ...rest } = ee;
       result.earlyExit = { ...rest, margin: rule?.margin, k: 1, calibration: describeCalibration(cal) };
       if (rule) {
         plan = { ...plan, earlyExit: rule };
-        result.earlyExit.test = both(plan).test;
+        result.earlyExit.test = (await both(plan)).test;
       } else {
         result.earlyExit.note = `no margin skips any query within ${(100 * o.earlyExitLoss).toFixed(2)}% nDCG@10 loss on the tuning split`;
       }
     }
   }
 
-  const final = both(plan);
+  const final = await both(plan);
   const heavyFull = baselines.heavyFullPool;
   const heavyName = tunePools.stages[heavy].name;
   return {
@@ -320,10 +323,10 @@ export async function runTune(o: TuneOptions): Promise<TuneResult> {
       return out;
     }),
     curves,
-    plateauPlan: both(plateau),
+    plateauPlan: await both(plateau),
     budget: { ms: o.budgetMs, stat: o.budgetStat, met: choice.met, message: budgetMessage },
     configs,
-    chosen: both(choice.best.plan),
+    chosen: await both(choice.best.plan),
     baselines,
     ...result,
     final: { plan: final.tune, test: final.test },
