@@ -175,7 +175,7 @@ test('tune: the written spec reproduces the simulated plan in winnow eval (cut-o
   const pipeline = await compileSpec(r.spec, f.env, 'tuned');
   const exp = await runExperiment({ pipeline, queries: f.test, qrels: f.qrels, docs: f.env.lookup, finalK: 10 });
   assert.ok(Math.abs(exp.final['nDCG@10'] - r.final.test['nDCG@10']) < 1e-9, `${exp.final['nDCG@10']} vs ${r.final.test['nDCG@10']}`);
-  if (r.earlyExit?.margin !== undefined) assert.ok(pipeline.compile().some((s) => s instanceof EarlyExit));
+  assert.equal(pipeline.compile().some((s) => s instanceof EarlyExit), r.earlyExit?.adopted === true);
 });
 
 test('tune: a budget no plan can meet reports the cheapest plan', async () => {

@@ -56,7 +56,34 @@ export interface PlanEval {
 }
 
 const NDCG10 = parseMeasure('nDCG@10');
+/** Replayed hits keep no score history (nothing downstream reads it): one shared, frozen record. */
+const NO_SCORES: Record<string, number> = Object.freeze({}) as Record<string, number>;
 const R10 = parseMeasure('R@10');
+
+/**
+ * Replayed hits, made once per (query, stage) in that stage's order: stages never mutate the
+ * hits they are given, so every replay can share them. Each carries its position in the
+ * query's pool, so the next pool stage finds its scores without a lookup by id (hits a
+ * fusion makes anew are looked up by id).
+ */
+const hitCache = new WeakMap<QueryPool, (PoolHit[] | undefined)[]>();
+
+type PoolHit = Hit & { readonly poolIndex: number };
+
+function stageHits(q: QueryPool, s: number): PoolHit[] {
+  let byStage = hitCache.get(q);
+  if (!byStage) {
+    byStage = q.scores.map(() => undefined);
+    hitCache.set(q, byStage);
+  }
+  let hits = byStage[s];
+  if (!hits) {
+    const sc = q.scores[s];
+    hits = Array.from(q.order[s], (d) => ({ docId: q.docIds[d], score: sc[d], scores: NO_SCORES, poolIndex: d }));
+    byStage[s] = hits;
+  }
+  return hits;
+}
 
 /**
  * What one replay of a plan paid, per query: pairs each pool stage scored and the predicted
@@ -142,14 +169,7 @@ class PoolRetriever implements Stage {
     return batch.map((r) => {
       const { q, i } = this.meter.query(r.query.id);
       this.meter.chargeRetrieval(i);
-      const order = q.order[0];
-      const n = Math.min(this.k, order.length);
-      const hits: Hit[] = new Array(n);
-      for (let j = 0; j < n; j++) {
-        const d = order[j];
-        hits[j] = { docId: q.docIds[d], score: q.scores[0][d], scores: {} };
-      }
-      return { query: r.query, hits };
+      return { query: r.query, hits: stageHits(q, 0).slice(0, this.k) };
     });
   }
 }
@@ -182,17 +202,24 @@ class PoolStage implements Stage {
     const s = this.stage;
     return batch.map((r) => {
       const { q, i } = this.meter.query(r.query.id);
-      const idx = Int32Array.from(r.hits, (h) => {
-        const d = q.index.get(h.docId);
-        if (d === undefined) throw new Error(`replay: document ${h.docId} is not in the pool of query ${q.qid}`);
-        return d;
-      });
+      const n = r.hits.length;
+      const idx = new Int32Array(n);
+      for (let j = 0; j < n; j++) {
+        const h = r.hits[j] as Hit & { poolIndex?: number };
+        const d = h.poolIndex ?? q.index.get(h.docId);
+        if (d === undefined) throw new Error(`replay: document ${r.hits[j].docId} is not in the pool of query ${q.qid}`);
+        idx[j] = d;
+      }
       ctx.costs.add(PAIRS, this.meter.chargePairs(i, s, idx));
-      // the pool's order is score descending then doc id descending: `compareHits`, precomputed
+      // The pool's order is score descending then doc id descending (`compareHits`), so
+      // sorting the documents' positions in it sorts them as the stage would.
       const rank = q.rank[s];
-      idx.sort((a, b) => rank[a] - rank[b]);
-      const sc = q.scores[s];
-      const hits = Array.from(idx, (d): Hit => ({ docId: q.docIds[d], score: sc[d], scores: { [this.name]: sc[d] } }));
+      const positions = new Int32Array(n);
+      for (let j = 0; j < n; j++) positions[j] = rank[idx[j]];
+      positions.sort();
+      const ranked = stageHits(q, s);
+      const hits: Hit[] = new Array(n);
+      for (let j = 0; j < n; j++) hits[j] = ranked[positions[j]];
       return { query: r.query, hits };
     });
   }
