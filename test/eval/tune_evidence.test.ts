@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { WinnowError } from '../../src/core/errors.js';
 import { formatTune, tuneCommand } from '../../src/cli/tune.js';
+import { tuneReport } from '../../src/report/html.js';
 import { defaultFolds, pairedBootstrap, queryFolds } from '../../src/eval/tune/evidence.js';
 import { buildQueryPool, type Pools, type QueryPool, type TuneStage } from '../../src/eval/tune/pool.js';
 import { seededRandom } from '../../src/eval/tune/random.js';
@@ -111,6 +112,10 @@ test('fusion with a consistent gain is adopted', async () => {
   assert.ok(r.final.plan.label.includes('+linear'), r.final.plan.label);
   assert.ok(r.spec.stages.some((s) => typeof s === 'object' && s !== null && 'linear' in s));
   assert.match(formatTune(r), /fusion: adopted: cross-validated gain \+\d\.\d{4} >= 0.001, 95% interval .* excludes 0/);
+  const html = await tuneReport(JSON.parse(JSON.stringify(r)));
+  assert.match(html, /Optional steps: adopted only on evidence/);
+  assert.match(html, /<td>fusion<\/td><td>[^<]*<\/td><td>[-+]\d\.\d{4}<\/td><td>[-+]\d\.\d{4}<\/td><td>\[[-+]\d\.\d{4}, [-+]\d\.\d{4}\]<\/td><td>[-+]\d\.\d{4}<\/td><td>yes<\/td>/);
+  assert.match(html, /Cut-offs per cross-validation fold/);
   // the summary speaks of the adopted plan
   assert.match(formatTune(r), new RegExp(`summary: the adopted plan \\(${r.final.test.label.replace(/[()+.]/g, '\\$&')}\\)`));
 });
