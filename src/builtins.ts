@@ -12,3 +12,4 @@ import './retrieve/collection/env.js';
 import './rerank/rerank.js';
 import './rerank/load.js';
 import './rerank/remote/index.js';
+import './rerank/llm/index.js';

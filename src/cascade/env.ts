@@ -9,6 +9,8 @@ import { loadScorer, type ScorerOptions } from '../rerank/load.js';
 import { registry } from '../core/registry.js';
 import type { Stage } from '../core/stage.js';
 import type { Scorer } from '../rerank/scorer.js';
+import { BiEncoder } from '../rerank/bi-encoder.js';
+import { StoredVectorScorer } from '../rerank/stored-vectors.js';
 import { Bm25Index, type Bm25Params } from '../retrieve/bm25/index.js';
 import type { Collection } from '../retrieve/collection/collection.js';
 import { openCollection } from '../retrieve/collection/env.js';
@@ -146,7 +148,10 @@ export class WinnowEnv {
   /** A scorer by reference (`bm25`, `cohere:rerank-v3.5`, a model), through the registry. */
   async scorer(ref: string, options: Record<string, unknown>, where: string): Promise<Scorer> {
     const s = await registry.scorer(ref, where)(ref, options, this.buildContext(where));
-    return this.scorerWrapper ? this.scorerWrapper(s) : s;
+    const wrapped = this.scorerWrapper ? this.scorerWrapper(s) : s;
+    // A bi-encoder whose document vectors the collection stores reads them instead of embedding.
+    const stored = this.collection && s instanceof BiEncoder ? this.collection.storedVectors(s.id) : undefined;
+    return stored && stored.dim === (s as BiEncoder).dim ? new StoredVectorScorer(wrapped, s as BiEncoder, stored, this.docs) : wrapped;
   }
 
   /** From now on every scorer a stage gets goes through `wrap` (the server's micro-batching). */

@@ -175,7 +175,9 @@ async function runPhase(phase: Phase, input: Ranking[], ctx: StageContext): Prom
       const was = before[i]?.scoredBy;
       const setItself = r.scoredBy !== undefined && r.scoredBy !== was;
       const scoredBy = setItself ? r.scoredBy : scores ? phase.scoredBy : was;
-      return r.scoredBy === scoredBy ? r : { ...r, scoredBy };
+      // A degraded ranking stays degraded through later stages (cut-offs rebuild rankings).
+      const degraded = r.degraded ?? before[i]?.degraded;
+      return r.scoredBy === scoredBy && r.degraded === degraded ? r : { ...r, scoredBy, ...(degraded ? { degraded } : {}) };
     });
   }
   return batch;

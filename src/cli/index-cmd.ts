@@ -14,6 +14,7 @@ const USAGE = `usage:
   winnow index NAME --add FILE|- [--upsert] [--skip-empty]
   winnow index NAME --update FILE|-
   winnow index NAME --delete ID [ID...]
+  winnow index NAME --add-model REF
   winnow index NAME --info
   winnow index NAME --verify
   winnow index NAME --repair
@@ -27,7 +28,11 @@ Every add, update or delete is one atomic commit: a reader never sees half of it
 A collection owns its folder: it is created only in a new or empty folder, and it only ever
 deletes files it wrote. Every open checks each file's sha256 (cached by size, mtime, ctime and
 inode); --verify hashes everything again and lists each file; --repair rebuilds a lost or
-damaged manifest from the intact segments.`;
+damaged manifest from the intact segments.
+--add-model REF embeds every document with another bi-encoder and stores the vectors per
+segment (later writes embed with it too): a \`rerank: REF\` stage over the collection then
+reads them instead of embedding candidates, so it costs one query embedding and a dot product
+per candidate.`;
 
 const FLAGS = {
   corpus: { type: 'string' },
@@ -37,6 +42,7 @@ const FLAGS = {
   info: { type: 'boolean' },
   verify: { type: 'boolean' },
   repair: { type: 'boolean' },
+  'add-model': { type: 'string' },
   'lock-timeout': { type: 'string' },
   model: { type: 'string' },
   m: { type: 'string' },
@@ -59,8 +65,8 @@ export async function indexCommand(args: string[]): Promise<number> {
   }
   const [name, ...ids] = positionals;
   if (!name) throw new WinnowError('usage', 'missing collection NAME', USAGE);
-  const actions = (['corpus', 'add', 'update', 'delete', 'info', 'verify', 'repair'] as const).filter((a) => v[a] !== undefined && v[a] !== false);
-  if (actions.length !== 1) throw new WinnowError('usage', 'give exactly one of --corpus, --add, --update, --delete, --info, --verify, --repair', USAGE);
+  const actions = (['corpus', 'add', 'update', 'delete', 'info', 'verify', 'repair', 'add-model'] as const).filter((a) => v[a] !== undefined && v[a] !== false);
+  if (actions.length !== 1) throw new WinnowError('usage', 'give exactly one of --corpus, --add, --update, --delete, --add-model, --info, --verify, --repair', USAGE);
   const action = actions[0];
   if (ids.length > 0 && action !== 'delete') throw new WinnowError('usage', `unexpected arguments: ${ids.join(' ')}`, USAGE);
   const dir = collectionDir(name);
@@ -120,8 +126,17 @@ export async function indexCommand(args: string[]): Promise<number> {
     throw new WinnowError('not_found', `no collection "${name}" (${dir})`, 'create it first with `winnow index NAME --corpus FILE`');
   }
   readManifest(dir);
-  const c = await openCollection(dir, { lockTimeoutMs });
+  const c = await openCollection(dir, { lockTimeoutMs, forWrite: true });
   const t0 = Date.now();
+  if (action === 'add-model') {
+    const ref = v['add-model']!;
+    const embedder = await loadEmbedder(ref);
+    // A folder path is recorded absolute so later writes find the model from any directory.
+    const r = await c.addModel(embedder, existsSync(ref) ? path.resolve(ref) : ref, { progress: true });
+    console.log(`${c.name}: stored vectors of ${embedder.id} (dim ${embedder.dim}) for ${r.documents} documents in ${r.segments} segments in ${((Date.now() - t0) / 1000).toFixed(1)}s → generation ${r.generation}`);
+    c.close();
+    return 0;
+  }
   let report: WriteReport;
   if (action === 'add') report = await c.add(readDocs(v.add!), { upsert: v.upsert, skipEmpty: v['skip-empty'], progress: true });
   else if (action === 'update') report = await c.update(readDocs(v.update!), { progress: true });
@@ -188,4 +203,5 @@ function printInfo(c: Collection): void {
   } else {
     console.log('  no vectors (BM25 only)');
   }
+  for (const m of c.storedModels.slice(cfg.model ? 1 : 0)) console.log(`  stored vectors of ${m.id} (dim ${m.dim}, ref ${m.ref}, added with --add-model)`);
 }

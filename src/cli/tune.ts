@@ -21,7 +21,7 @@ export const TUNE_USAGE = `usage: winnow tune --dataset DIR --spec FILE --budget
                    [--early-exit] [--early-exit-loss 0.005] [--folds N] [--min-gain 0.001]
                    [--level 0.95] [--resamples 1000] [--seed 42]
                    [-o tuned.yaml] [--json tune.json] [--index-cache DIR]
-                   [--embedding-cache DIR|none] [--cold-queries 8]
+                   [--embedding-cache DIR|none] [--cold-queries 8] [--collection NAME]
 
 Scores the first-pass pool of every query once with every stage of the spec (a retriever
 followed by rerank stages), then chooses cut-offs from the recall curves and for the latency
@@ -55,6 +55,9 @@ budget, fitted on the tuning split and reported on the held-out split.
                        with a bi-encoder embeds each document once (default
                        $WINNOW_HOME/embeddings; none: memory only)
   --cold-queries N     queries the cold cost of a cached-embedding stage is timed on (default 8)
+  --collection NAME    a collection made by winnow index (name or path) holding the dataset's
+                       corpus: its BM25 is the first pass, its store the documents, and a
+                       bi-encoder stage whose vectors it stores (--add-model) reads them
 
 Evidence: an optional step (a dropped stage, fusion, early exit) is adopted only when it
 holds under k-fold cross-validation over the tuning queries (each fold judged by a fit on the
@@ -68,7 +71,9 @@ reported, never used for a choice.
 Costs: a reranker with a document-side cache (bi-encoder, late interaction) is costed cold:
 a fresh scorer without the disk cache embeds 10 and then 64 documents it has never seen, per
 sampled query, so a pair costs what a cascade pays to embed an unseen document and the query,
-not the dot product a warm cache makes it. Cross-encoders are timed on the scoring pass.
+not the dot product a warm cache makes it. Cross-encoders are timed on the scoring pass. A
+bi-encoder whose document vectors the --collection stores is timed on the scoring pass too:
+there a pair is a dot product in the cascade as well (measured "stored").
 
 Exit status: 0 when a plan meets the budget; 1 when none does (the cheapest plan is shown
 and written to --json, and no spec is written).`;
@@ -98,6 +103,7 @@ const FLAGS = {
   'index-cache': { type: 'string' },
   'embedding-cache': { type: 'string' },
   'cold-queries': { type: 'string' },
+  collection: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -176,7 +182,8 @@ export async function tuneCommand(args: string[]): Promise<number> {
   const spec = loadSpecFile(values.spec);
   const splits = await loadSplits(values.dataset, values['tune-split'], values['test-split'] ?? 'test');
   const env = await WinnowEnv.create({
-    corpus: splits.corpus,
+    corpus: values.collection ? undefined : splits.corpus,
+    collection: values.collection,
     indexCacheDir: values['index-cache'] ?? '.winnow-cache',
     embeddingCacheDir: embeddingCacheFlag(values['embedding-cache']),
     progress: true,
@@ -227,6 +234,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
 }
 
 function measuredAs(c: StageCost): string {
+  if (c.measured === 'stored') return 'scoring pass, stored vectors';
   if (c.measured !== 'cold' || !c.cold) return 'scoring pass';
   return `cold, ${c.cold.queries} queries × ${c.cold.smallDocs}+${c.cold.largeDocs} docs`;
 }
@@ -287,7 +295,7 @@ export function formatTune(r: TuneResult): string {
   out.push('', 'stage costs measured on this machine:');
   out.push(
     textTable(
-      ['stage', 'score kind', 'measured', 'ms/pair', 'fixed ms/query', 'ms/query (whole pool)', 'doc embeddings: cached / embedded'],
+      ['stage', 'score kind', 'measured', 'ms/pair', 'fixed ms/query', 'ms/query (whole pool)', 'doc embeddings: cached / embedded / stored'],
       r.stages.map((s) => [
         s.name,
         s.scoreKind,
@@ -295,7 +303,7 @@ export function formatTune(r: TuneResult): string {
         s.role === 'retriever' ? '-' : s.cost.perPairMs.toFixed(4),
         ms(s.cost.fixedMs),
         ms(s.cost.medianQueryMs),
-        s.docEmbeddings ? `${s.docEmbeddings.fromCache} / ${s.docEmbeddings.embedded}` : '-',
+        s.docEmbeddings ? `${s.docEmbeddings.fromCache} / ${s.docEmbeddings.embedded} / ${s.docEmbeddings.stored ?? 0}` : '-',
       ]),
     ),
   );

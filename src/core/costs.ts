@@ -37,6 +37,13 @@ export function costKind(name: string): CostKind {
 }
 
 export const PAIRS = defineCost({ name: 'pairs', label: 'pairs', unit: 'pairs', help: 'query-document pairs sent to a model (cache hits excluded)', role: 'work' });
+export const STORED_PAIRS = defineCost({
+  name: 'pairs.stored',
+  label: 'stored pairs',
+  unit: 'pairs',
+  help: "pairs scored against document vectors stored in the collection (no document embedded)",
+  role: 'work',
+});
 export const CACHE_HITS = defineCost({ name: 'cache.hits', label: 'cache hit', unit: 'pairs', help: 'scores served from the score cache', role: 'cache' });
 export const CACHE_MISSES = defineCost({ name: 'cache.misses', label: 'cache miss', unit: 'pairs', help: 'score-cache lookups that had to be scored', role: 'cache' });
 export const TRUNCATED = defineCost({ name: 'docs.truncated', label: 'trunc', unit: 'documents', help: "documents cut to the model's maximum length", role: 'note' });

@@ -39,6 +39,11 @@ export interface Ranking {
    * itself. Servers read it to map final scores to [0, 1].
    */
   scoredBy?: ScoredBy;
+  /**
+   * Set by a stage that stopped early for this query (an LLM stage at its call, token or time
+   * budget) and returned the order it had: says which stage and why. Later stages keep it.
+   */
+  degraded?: string;
 }
 
 export interface ScoredBy {

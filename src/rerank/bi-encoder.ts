@@ -39,7 +39,7 @@ export class BiEncoder implements Scorer {
   private readonly normalize: boolean;
   private readonly queryPrefix: string;
   private readonly docPrefix: string;
-  private readonly similarity: 'cosine' | 'dot';
+  readonly similarity: 'cosine' | 'dot';
   private readonly batchSize: number;
   private readonly output: string;
 
@@ -122,19 +122,19 @@ export class BiEncoder implements Scorer {
     const q = await this.embedQuery(query);
     const d = await this.embedDocs(docs, costs);
     const out = new Float32Array(docs.length);
-    let qq = 0;
-    for (let k = 0; k < this.dim; k++) qq += q[k] * q[k];
-    for (let i = 0; i < docs.length; i++) {
-      let dot = 0;
-      let dd = 0;
-      const o = i * this.dim;
-      for (let k = 0; k < this.dim; k++) {
-        dot += q[k] * d[o + k];
-        dd += d[o + k] * d[o + k];
-      }
-      out[i] = this.similarity === 'dot' ? dot : dot / (Math.sqrt(qq * dd) || 1);
-    }
+    const qq = sqNorm(q, 0, this.dim);
+    for (let i = 0; i < docs.length; i++) out[i] = this.pairScore(q, qq, d, i * this.dim, sqNorm(d, i * this.dim, this.dim));
     return out;
+  }
+
+  /**
+   * The score of query vector `q` (squared norm `qq`) against the document row at `offset`
+   * of `m` (squared norm `dd`): one formula for embedded and stored document vectors.
+   */
+  pairScore(q: Float32Array, qq: number, m: Float32Array, offset: number, dd: number): number {
+    let dot = 0;
+    for (let k = 0; k < this.dim; k++) dot += q[k] * m[offset + k];
+    return this.similarity === 'dot' ? dot : dot / (Math.sqrt(qq * dd) || 1);
   }
 
   async close(): Promise<void> {
@@ -163,6 +163,12 @@ export class BiEncoder implements Scorer {
     }
     return out;
   }
+}
+
+export function sqNorm(v: Float32Array, offset: number, length: number): number {
+  let n = 0;
+  for (let k = offset, end = offset + length; k < end; k++) n += v[k] * v[k];
+  return n;
 }
 
 export function normalizeInPlace(v: Float32Array, offset: number, length: number): void {

@@ -1,6 +1,6 @@
 import { WinnowError } from '../core/errors.js';
 import type { Stage, StageContext, StageDescription } from '../core/stage.js';
-import { CACHE_HITS, CACHE_MISSES, PAIRS } from '../core/costs.js';
+import { CACHE_HITS, CACHE_MISSES, PAIRS, type Costs } from '../core/costs.js';
 import { compareHits, type Doc, type Hit, type Ranking, type ScoreKind } from '../core/types.js';
 import type { Scorer } from './scorer.js';
 import { registry } from '../core/registry.js';
@@ -44,11 +44,18 @@ export class Rerank implements Stage {
   private async rerankOne(r: Ranking, ctx: StageContext): Promise<Hit[]> {
     const n = r.hits.length;
     if (n === 0) return [];
-    const docs = await Promise.all(r.hits.map((h) => lookupDoc(h, ctx, this.name)));
-    const scores = new Float32Array(n);
+    // Hits with stored document vectors are scored without reading their text (or the cache:
+    // a dot product is cheaper than hashing the document to look its score up).
+    const stored = await this.scorer.scoreStored?.(r.query.text, r.hits, ctx.costs);
+    const docs: Doc[] = new Array<Doc>(n);
+    await Promise.all(r.hits.map(async (h, i) => {
+      if (!(stored && !Number.isNaN(stored[i]))) docs[i] = await lookupDoc(h, ctx, this.name);
+    }));
+    const scores = stored ?? new Float32Array(n);
     const keys: string[] = [];
     const missing: number[] = [];
     for (let i = 0; i < n; i++) {
+      if (stored && !Number.isNaN(stored[i])) continue;
       if (!ctx.cache) {
         missing.push(i);
         continue;
@@ -60,7 +67,8 @@ export class Rerank implements Stage {
       else scores[i] = cached;
     }
     if (ctx.cache) {
-      ctx.costs.add(CACHE_HITS, n - missing.length);
+      const looked = stored ? stored.reduce((c, x) => c + (Number.isNaN(x) ? 1 : 0), 0) : n;
+      ctx.costs.add(CACHE_HITS, looked - missing.length);
       ctx.costs.add(CACHE_MISSES, missing.length);
     }
     if (missing.length > 0) {
@@ -76,6 +84,22 @@ export class Rerank implements Stage {
       .map((h, i) => ({ ...h, score: scores[i], scores: { ...h.scores, [this.name]: scores[i] } }))
       .sort(compareHits);
   }
+}
+
+/**
+ * Scores hits whose documents are at hand, through stored vectors where the scorer has them
+ * and the model for the rest (the tuner's scoring pass: no cache, no lookups to time).
+ */
+export async function scoreHits(scorer: Scorer, query: string, hits: readonly Hit[], docs: readonly Doc[], costs: Costs): Promise<Float32Array> {
+  const stored = await scorer.scoreStored?.(query, hits, costs);
+  if (!stored) return scorer.score(query, docs, costs);
+  const rest: number[] = [];
+  for (let i = 0; i < stored.length; i++) if (Number.isNaN(stored[i])) rest.push(i);
+  if (rest.length > 0) {
+    const fresh = await scorer.score(query, rest.map((i) => docs[i]), costs);
+    rest.forEach((i, j) => (stored[i] = fresh[j]));
+  }
+  return stored;
 }
 
 /** The document behind a hit: carried on the hit (a remote engine's `_source`), else looked up. */

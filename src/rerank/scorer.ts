@@ -1,5 +1,5 @@
 import type { Costs } from '../core/costs.js';
-import type { Doc, ScoreKind } from '../core/types.js';
+import type { Doc, Hit, ScoreKind } from '../core/types.js';
 
 /**
  * A pointwise relevance model: one score per (query, document) pair. Model adapters
@@ -20,6 +20,12 @@ export interface Scorer {
    * split into windows through `costs`.
    */
   score(query: string, docs: readonly Doc[], costs?: Costs): Promise<Float32Array>;
+  /**
+   * Scores the hits it can without reading their documents (a bi-encoder over document
+   * vectors stored in a collection): one score per hit, NaN for hits left to `score`.
+   * Optional; undefined when it can score none that way.
+   */
+  scoreStored?(query: string, hits: readonly Hit[], costs?: Costs): Promise<Float32Array | undefined>;
   /** releases sessions or sockets; optional */
   close?(): Promise<void>;
 }

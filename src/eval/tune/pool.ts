@@ -7,6 +7,7 @@ import type { Stage } from '../../core/stage.js';
 import { docText, type Doc, type DocLookup, type Query, type ScoreKind } from '../../core/types.js';
 import { EmbeddingCache } from '../../rerank/embedding-cache.js';
 import { retrievesCandidates } from '../../core/stage.js';
+import { StoredVectorScorer } from '../../rerank/stored-vectors.js';
 import { Retriever } from '../../retrieve/retriever.js';
 import type { Qrels } from '../metrics.js';
 import { median } from './random.js';
@@ -30,6 +31,8 @@ export interface TuneStage {
 export interface DocEmbeddingCounts {
   fromCache: number;
   embedded: number;
+  /** pairs scored against document vectors stored in the collection (no embedding at all) */
+  stored?: number;
 }
 
 /**
@@ -46,9 +49,12 @@ export interface StageCost {
    * with a document-side cache (bi-encoders, late interaction), the scoring pass mostly reads
    * cached embeddings, so a pair would look as cheap as a dot product; the cost a cascade pays
    * for such a reranker is embedding unseen documents (plus the query once), so it is timed
-   * on a fresh scorer without a disk cache, on documents it has never embedded.
+   * on a fresh scorer without a disk cache, on documents it has never embedded. `stored`: a
+   * bi-encoder over a collection holding its document vectors: every pair of the scoring pass
+   * was a dot product against a stored vector, which is what the cascade will pay too, so the
+   * pass itself is the measurement (one query embedding + a dot product per pair).
    */
-  measured?: 'pool' | 'cold';
+  measured?: 'pool' | 'cold' | 'stored';
   cold?: ColdSample;
 }
 
@@ -196,8 +202,13 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
   const rerankers = compiled.slice(1).map((s, i) => checkPointwise(s, `${where}: stages[${i + 1}]`));
   const deep = retriever.withK(depth);
 
-  const caches = rerankers.map(docCache);
+  const storedScorers = rerankers.map((r) => {
+    const scorer = scorerOf(r);
+    return scorer instanceof StoredVectorScorer ? scorer : undefined;
+  });
+  const caches = rerankers.map((r, i) => cacheOf(storedScorers[i]?.model ?? scorerOf(r)));
   const cacheBefore = caches.map((c) => (c ? { hits: c.hits, misses: c.misses } : undefined));
+  const storedBefore = storedScorers.map((s) => (s ? { stored: s.stored, embedded: s.embedded } : undefined));
   const sample = { queries: opts.coldSample?.queries ?? 8, smallDocs: opts.coldSample?.smallDocs ?? 10, largeDocs: opts.coldSample?.largeDocs ?? 64 };
   const coldInputs: { query: Query; docs: Doc[] }[] = [];
   const queries: QueryPool[] = [];
@@ -238,11 +249,11 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
       const stage = rerankers[s];
       if (queries.length < SAMPLE && n > SMALL) {
         const ts = performance.now();
-        await scoreDocs(stage, query, docs.slice(0, SMALL), opts.docs);
+        await scoreDocs(stage, query, docs.slice(0, SMALL), docIds.slice(0, SMALL));
         smallMs[s].push(performance.now() - ts);
       }
       const ts = performance.now();
-      const out = n === 0 ? new Float32Array(0) : await scoreDocs(stage, query, docs, opts.docs);
+      const out = n === 0 ? new Float32Array(0) : await scoreDocs(stage, query, docs, docIds);
       const ms = performance.now() - ts;
       fullMs[s].push(ms);
       pairMs[s] = ms;
@@ -274,13 +285,17 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
     let cost: StageCost;
     if (opts.costs) cost = opts.costs[i];
     else if (i === 0) cost = { perPairMs: 0, fixedMs: median(retrieveMs), medianQueryMs: median(retrieveMs), measured: 'pool' };
-    else if (caches[i - 1] && opts.coldEnv) {
+    else if (storedScorers[i - 1] && storedScorers[i - 1]!.embedded === storedBefore[i - 1]!.embedded) {
+      cost = { ...fitCost(fullMs[i - 1], fullN, smallMs[i - 1], SMALL), measured: 'stored' };
+    } else if (caches[i - 1] && opts.coldEnv) {
       cost = await coldCost(entry, opts.coldEnv, coldInputs, sample, clip[i - 1], median(fullN), `${where}: stage ${i} (cold cost)`);
     } else cost = { ...fitCost(fullMs[i - 1], fullN, smallMs[i - 1], SMALL), measured: 'pool' };
     const out: TuneStage = { name, role: i === 0 ? 'retriever' : 'reranker', scoreKind, spec: entry, cost };
     const c = caches[i - 1];
     const b = cacheBefore[i - 1];
     if (c && b) out.docEmbeddings = { fromCache: c.hits - b.hits, embedded: c.misses - b.misses };
+    const sv = storedScorers[i - 1];
+    if (sv && out.docEmbeddings) out.docEmbeddings.stored = sv.stored - storedBefore[i - 1]!.stored;
     stages.push(out);
   }
   // Per-query per-pair rates keep the spread of costs across queries (long documents cost
@@ -318,12 +333,15 @@ function checkPointwise(stage: Stage, where: string): Stage {
  * Scores documents with a pointwise stage by running it, as a cascade would, on a ranking of
  * them (documents carried on the hits), and returns the scores in the documents' order.
  */
-async function scoreDocs(stage: Stage, query: Query, docs: readonly Doc[], lookup: DocLookup): Promise<Float32Array> {
-  const hits = docs.map((doc, i) => ({ docId: doc.id, score: -i, scores: {}, doc }));
+async function scoreDocs(stage: Stage, query: Query, docs: readonly Doc[], ids: readonly string[] = docs.map((d) => d.id)): Promise<Float32Array> {
+  // Ids as the retriever named them (a collection's stored vectors are found by them), and
+  // documents by lookup, not on the hits: a hit carrying its document counts as inline text.
+  const hits = ids.map((docId, i) => ({ docId, score: -i, scores: {} }));
+  const lookup = new Map(ids.map((id, i) => [id, docs[i]]));
   const [out] = await stage.run([{ query, hits }], { docs: lookup, costs: new Costs() });
   const byId = new Map(out.hits.map((h) => [h.docId, h.score]));
   if (out.hits.length !== docs.length) throw new WinnowError('model_error', `${stage.name}: returned ${out.hits.length} hits for ${docs.length} documents`);
-  return Float32Array.from(docs, (d) => byId.get(d.id) as number);
+  return Float32Array.from(ids, (id) => byId.get(id) as number);
 }
 
 /** The scorer a stage wraps (a `Rerank`'s), when it has one: where its caches and limits live. */
@@ -334,7 +352,11 @@ function scorerOf(stage: Stage): object | undefined {
 
 /** The document-side embedding cache of a stage's scorer (bi-encoder, late interaction), if it has one. */
 export function docCache(stage: Stage): EmbeddingCache | undefined {
-  const cache = (scorerOf(stage) as { cache?: unknown } | undefined)?.cache;
+  return cacheOf(scorerOf(stage));
+}
+
+function cacheOf(scorer: object | undefined): EmbeddingCache | undefined {
+  const cache = (scorer as { cache?: unknown } | undefined)?.cache;
   return cache instanceof EmbeddingCache ? cache : undefined;
 }
 
@@ -406,10 +428,10 @@ async function coldCost(
     const large = take(docs, sample.largeDocs);
     if (large.length <= small.length) continue;
     let t = performance.now();
-    await scoreDocs(stage, query, small, new Map());
+    await scoreDocs(stage, query, small);
     const tSmall = performance.now() - t;
     t = performance.now();
-    await scoreDocs(stage, query, large, new Map());
+    await scoreDocs(stage, query, large);
     const tLarge = performance.now() - t;
     slopes.push((tLarge - tSmall) / (large.length - small.length));
     smallMs.push(tSmall);

@@ -11,6 +11,7 @@ import { exactSearch } from '../dense/exact.js';
 import { updateAnn } from './ann.js';
 import { HitHeap, SegmentedBm25 } from './bm25.js';
 import { REBUILD_HINT } from './files.js';
+import { repairHint } from './manifest.js';
 import { checkSizes, rememberVerified, verifyGeneration, VERIFY_CACHE } from './integrity.js';
 import { Journal, journaledFiles, sweepJournals } from './journal.js';
 import { LOCK_FILE, WriterLock } from './lock.js';
@@ -27,13 +28,16 @@ import {
   type CollectionConfig,
   type Manifest,
   type SegmentEntry,
+  type StoredModel,
 } from './manifest.js';
 import { maybeMerge } from './merge.js';
-import { readFloat32s, readInt32s, writeSegment, writeTombstones } from './segment-writer.js';
+import { readFloat32s, readInt32s, writeSegment, writeTombstones, type ModelVectorSource } from './segment-writer.js';
 import { DocStore, readMeta } from './store.js';
+import { SegmentVectors, StoredVectors, docOf, embedMatrix, locOf, segOf, writeModelVectors, type Loc } from './vectors.js';
 
 // The collection is split by concern; this file is the facade most callers need.
-export { COLLECTION_FORMAT, COLLECTION_VERSION, collectionDir, readManifest, type CollectionConfig, type Manifest } from './manifest.js';
+export { COLLECTION_FORMAT, COLLECTION_VERSION, collectionDir, readManifest, type CollectionConfig, type Manifest, type StoredModel } from './manifest.js';
+export { StoredVectors } from './vectors.js';
 export { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
 export { checkFiles, type FileCheck } from './integrity.js';
 export { repairCollection, type RepairReport } from './repair.js';
@@ -58,6 +62,8 @@ export interface CreateOptions {
 export interface OpenOptions {
   /** required to add documents or search densely in a collection built with a model */
   embedder?: Embedder;
+  /** embedders of the models added with `--add-model`: required to add documents, which get their vectors too */
+  models?: readonly Embedder[];
   /**
    * Every file is checked against the manifest's sha256 before use. 'cached' (default) trusts
    * a file hashed before whose size, mtime, ctime and inode are unchanged (`verified.json`);
@@ -94,12 +100,6 @@ export interface WriteReport {
   generation: number;
 }
 
-/** A document's place: segment number in the manifest's list and local document number. */
-type Loc = number;
-const SEG_SHIFT = 2 ** 32;
-const locOf = (seg: number, doc: number): Loc => seg * SEG_SHIFT + doc;
-const segOf = (loc: Loc): number => Math.floor(loc / SEG_SHIFT);
-const docOf = (loc: Loc): number => loc % SEG_SHIFT;
 
 interface LoadedSegment {
   entry: SegmentEntry;
@@ -108,6 +108,8 @@ interface LoadedSegment {
   store: DocStore;
   deleted?: Uint8Array;
   vectors?: Float32Array;
+  /** added models' vectors, by model id */
+  models: Map<string, SegmentVectors>;
 }
 
 export interface CollectionHit {
@@ -128,6 +130,7 @@ export class Collection implements DocLookup {
   private bm25View!: SegmentedBm25;
   private ann: AnnIndex | null = null;
   private liveCount = 0;
+  private stored = new Map<string, StoredVectors | undefined>();
 
   private constructor(
     readonly dir: string,
@@ -274,6 +277,7 @@ export class Collection implements DocLookup {
     else verifyGeneration(this.dir, m.files, this.opts.verify !== 'full');
     this.close();
     this.segments = [];
+    this.stored = new Map();
     this.ids = new Map();
     this.keyLocs = new Map();
     this.liveCount = 0;
@@ -288,10 +292,17 @@ export class Collection implements DocLookup {
         deleted = new Uint8Array(entry.docs);
         for (const d of readInt32s(path.join(this.dir, entry.deletes))) deleted[d] = 1;
       }
-      const seg: LoadedSegment = { entry, bm25Data, keys, store: new DocStore(path.join(this.dir, entry.store), offsets), deleted };
+      const models = new Map<string, SegmentVectors>();
+      for (const [id, v] of Object.entries(entry.models ?? {})) {
+        const dim = m.models?.find((x) => x.id === id)?.dim;
+        if (dim === undefined) throw new WinnowError('corrupt_index', `segment ${entry.id} holds vectors of model "${id}", which the manifest does not list`, repairHint(this.dir));
+        models.set(id, new SegmentVectors(path.join(this.dir, v.vectors), entry.docs, dim));
+      }
+      const seg: LoadedSegment = { entry, bm25Data, keys, store: new DocStore(path.join(this.dir, entry.store), offsets), deleted, models };
       // Open now: a later writer's garbage collection may unlink the file, and an open
       // descriptor keeps this reader's generation readable.
       seg.store.open();
+      for (const v of models.values()) v.open();
       this.segments.push(seg);
       for (let d = 0; d < entry.docs; d++) {
         if (deleted?.[d]) continue;
@@ -318,7 +329,40 @@ export class Collection implements DocLookup {
 
   /** Releases open file descriptors. */
   close(): void {
-    for (const s of this.segments) s.store.close();
+    for (const s of this.segments) {
+      s.store.close();
+      for (const v of s.models.values()) v.close();
+    }
+  }
+
+  /** The models whose document vectors this collection stores: the one it was built with, then added ones. */
+  get storedModels(): StoredModel[] {
+    const c = this.manifest.config;
+    return [...(c.model ? [c.model] : []), ...(this.manifest.models ?? [])];
+  }
+
+  /**
+   * The stored document vectors of the model with scorer id `modelId`, or undefined when the
+   * collection holds none. The build model's vectors are unit length (stored for cosine
+   * search), added models' are as the model returns them.
+   */
+  storedVectors(modelId: string): StoredVectors | undefined {
+    if (this.stored.has(modelId)) return this.stored.get(modelId);
+    const c = this.manifest.config;
+    let out: StoredVectors | undefined;
+    if (c.model?.id === modelId) {
+      const dim = c.model.dim;
+      out = new StoredVectors(
+        c.model,
+        this.ids,
+        this.segments.map((s) => new SegmentVectors(path.join(this.dir, s.entry.vectors!), s.entry.docs, dim, this.vectorsOf(s))),
+      );
+    } else {
+      const model = this.manifest.models?.find((m) => m.id === modelId);
+      if (model) out = new StoredVectors(model, this.ids, this.segments.map((s) => s.models.get(modelId)));
+    }
+    this.stored.set(modelId, out);
+    return out;
   }
 
   has(id: string): boolean {
@@ -414,7 +458,77 @@ export class Collection implements DocLookup {
     return this.opts.embedder;
   }
 
+  private requireModelEmbedder(model: StoredModel): Embedder {
+    const e = this.opts.models?.find((x) => x.id === model.id);
+    if (!e) {
+      throw new WinnowError(
+        'usage',
+        `collection "${this.manifest.name}" stores vectors of model "${model.id}" (added with --add-model), so adding documents needs that model too`,
+        `open it with an embedder for ${model.ref} (winnow index loads it)`,
+      );
+    }
+    if (e.dim !== model.dim) throw new WinnowError('version_mismatch', `model "${model.id}" now has dimension ${e.dim}, the collection stores dimension ${model.dim}`);
+    return e;
+  }
+
   // ---------------------------------------------------------------- writes
+
+  /**
+   * Embeds every document already in the collection with `embedder` and stores the vectors
+   * per segment, so a bi-encoder stage with this model reads them instead of embedding
+   * candidates. Later writes embed their documents with it too. One commit.
+   */
+  async addModel(embedder: Embedder, ref: string, opts: { progress?: boolean } = {}): Promise<{ documents: number; segments: number; generation: number }> {
+    const lock = await WriterLock.acquire(this.dir, { timeoutMs: this.opts.lockTimeoutMs });
+    let journal: Journal | undefined;
+    try {
+      const onDisk = readManifest(this.dir);
+      if (onDisk.generation !== this.manifest.generation) {
+        this.manifest = onDisk;
+        this.load();
+      }
+      sweepJournals(this.dir, onDisk);
+      const base = this.manifest;
+      if (this.storedModels.some((m) => m.id === embedder.id)) {
+        throw new WinnowError('bad_input', `collection "${base.name}" already stores vectors of model "${embedder.id}"`, 'nothing to add');
+      }
+      if (!(embedder.dim > 0)) throw new WinnowError('model_error', `model ${ref} reports no embedding dimension`);
+      const model: StoredModel = { ref, id: embedder.id, dim: embedder.dim };
+      const next: Manifest = structuredClone(base);
+      next.generation = base.generation + 1;
+      next.models = [...(base.models ?? []), model];
+      journal = new Journal(this.dir, next.generation);
+      const progress = opts.progress === false ? undefined : new Progress(`add model to ${base.name}`, this.liveCount, 'docs');
+      let documents = 0;
+      for (let si = 0; si < this.segments.length; si++) {
+        const s = this.segments[si];
+        // Rows stay aligned with local document numbers; deleted documents keep a zero row.
+        const live: number[] = [];
+        for (let d = 0; d < s.entry.docs; d++) if (!s.deleted?.[d]) live.push(d);
+        const liveVectors = await embedMatrix(embedder, live.map((d) => s.store.get(d)), model.dim, (n) => progress?.tick(n));
+        let vectors = liveVectors;
+        if (live.length !== s.entry.docs) {
+          vectors = new Float32Array(s.entry.docs * model.dim);
+          live.forEach((d, i) => vectors.set(liveVectors.subarray(i * model.dim, (i + 1) * model.dim), d * model.dim));
+        }
+        const entry = next.segments[si];
+        (entry.models ??= {})[model.id] = writeModelVectors(this.dir, entry.id, entry.docs, model, vectors, next.files, journal);
+        documents += live.length;
+      }
+      progress?.finish();
+      next.files = filesOf(next);
+      lock.check();
+      commitManifest(this.dir, next);
+      this.manifest = next;
+      rememberVerified(this.dir, next.files);
+      this.opts.models = [...(this.opts.models ?? []), embedder];
+      this.load('own');
+      return { documents, segments: next.segments.length, generation: next.generation };
+    } finally {
+      if (journal) closeJournal(journal, this.dir);
+      lock.release();
+    }
+  }
 
   /** Adds documents; an id already present is rejected unless `upsert`. One commit. */
   add(docs: Iterable<Doc> | AsyncIterable<Doc>, opts: WriteOptions = {}): Promise<WriteReport> {
@@ -451,6 +565,8 @@ export class Collection implements DocLookup {
       const base = this.manifest;
       const c = base.config;
       const embedder = c.model ? this.requireEmbedder('adding documents') : undefined;
+      // Looked up when documents arrive: deleting needs no model.
+      let added: ModelVectorSource[] | undefined;
       const next: Manifest = structuredClone(base);
       next.generation = base.generation + 1;
       const report: WriteReport = { added: 0, replaced: 0, deleted: 0, missing: [], skippedEmpty: 0, segmentsWritten: 0, merged: 0, generation: next.generation };
@@ -497,8 +613,9 @@ export class Collection implements DocLookup {
       let batchKeys: number[] = [];
       const flush = async (): Promise<void> => {
         if (batch.length === 0) return;
+        added ??= (base.models ?? []).map((model) => ({ model, source: { embedder: this.requireModelEmbedder(model) } }));
         const segId = next.nextSegment++;
-        const entry = await writeSegment(this.dir, c, segId, next.generation, batch, Float64Array.from(batchKeys), embedder ? { embedder } : null, next.files, j);
+        const entry = await writeSegment(this.dir, c, segId, next.generation, batch, Float64Array.from(batchKeys), embedder ? { embedder } : null, next.files, j, [], added);
         newSegments.push(entry);
         report.segmentsWritten++;
         batch = [];

@@ -14,7 +14,10 @@ export const COLLECTION_RETRIEVERS = ['bm25', 'dense', 'hybrid'] as const;
  * manifest records (or `modelRef` when given: a different model is then refused with both
  * names, by `Collection.open`).
  */
-export async function openCollection(nameOrPath: string, opts: { modelRef?: string; verify?: OpenOptions['verify']; efSearch?: number; lockTimeoutMs?: number } = {}): Promise<Collection> {
+export async function openCollection(
+  nameOrPath: string,
+  opts: { modelRef?: string; verify?: OpenOptions['verify']; efSearch?: number; lockTimeoutMs?: number; /** load the added models' embedders too (for writes) */ forWrite?: boolean } = {},
+): Promise<Collection> {
   const dir = collectionDir(nameOrPath);
   const manifest = readManifest(dir);
   const ref = opts.modelRef ?? manifest.config.model?.ref;
@@ -25,7 +28,8 @@ export async function openCollection(nameOrPath: string, opts: { modelRef?: stri
     }
     embedder = await loadEmbedder(ref);
   }
-  return Collection.open(dir, { embedder, verify: opts.verify, efSearch: opts.efSearch, lockTimeoutMs: opts.lockTimeoutMs });
+  const models = opts.forWrite ? await Promise.all((manifest.models ?? []).map((m) => loadEmbedder(m.ref))) : undefined;
+  return Collection.open(dir, { embedder, models, verify: opts.verify, efSearch: opts.efSearch, lockTimeoutMs: opts.lockTimeoutMs });
 }
 
 /**

@@ -23,7 +23,7 @@ export interface CollectionConfig {
   stopWords: boolean;
   lossyNorms: boolean;
   /** the bi-encoder the vectors come from; null: a BM25-only collection */
-  model: { ref: string; id: string; dim: number } | null;
+  model: StoredModel | null;
   ann: AnnParams;
   /** documents per segment: the bound on what one add holds in memory before flushing */
   segmentDocs: number;
@@ -43,6 +43,20 @@ export interface SegmentEntry {
   deleted: number;
   /** the segment's own record of its files (absent in collections written before seals) */
   seal?: string;
+  /**
+   * vectors of models added after creation (`--add-model`), by model id: the matrix file and
+   * its own seal (model, dimension, checksum), which is what lets `--repair` keep them
+   */
+  models?: Record<string, { vectors: string; seal: string }>;
+}
+
+/** A bi-encoder whose document vectors a collection stores besides (or instead of) `config.model`. */
+export interface StoredModel {
+  /** how to find the model again (a path or a model ref) */
+  ref: string;
+  /** the scorer id: every setting that changes the vectors */
+  id: string;
+  dim: number;
 }
 
 /** The versioned manifest: a reader opens only the files one complete manifest names. */
@@ -56,6 +70,8 @@ export interface Manifest {
   nextSegment: number;
   segments: SegmentEntry[];
   ann: string | null;
+  /** models added with `--add-model`; every later write embeds its documents with them too */
+  models?: StoredModel[];
   files: Record<string, FileEntry>;
 }
 
@@ -80,6 +96,7 @@ export function filesOf(m: Manifest): Record<string, FileEntry> {
     if (s.vectors) names.push(s.vectors);
     if (s.deletes) names.push(s.deletes);
     if (s.seal) names.push(s.seal);
+    for (const v of Object.values(s.models ?? {})) names.push(v.vectors, v.seal);
   }
   if (m.ann) names.push(m.ann);
   const out: Record<string, FileEntry> = {};

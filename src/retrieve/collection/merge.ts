@@ -1,7 +1,9 @@
+import * as path from 'node:path';
 import type { Doc } from '../../core/types.js';
 import type { Journal } from './journal.js';
 import type { Manifest, SegmentEntry } from './manifest.js';
-import { readSegment, writeSegment } from './segment-writer.js';
+import { readSegment, writeSegment, type ModelVectorSource } from './segment-writer.js';
+import { SegmentVectors, sharedModels } from './vectors.js';
 
 /**
  * Tiered-merge-lite: past `maxSegments`, the smallest segments (by live documents) are
@@ -18,20 +20,27 @@ export async function maybeMerge(dir: string, next: Manifest, journal: Journal):
   const keys: number[] = [];
   const vecParts: Float32Array[] = [];
   const dim = c.model?.dim ?? 0;
+  // Added models' vectors are carried over when every merged segment has them.
+  const models = (next.models ?? []).filter((m) => sharedModels(next.segments.filter((s) => victims.has(s.id))).has(m.id));
+  const modelParts: Float32Array[][] = models.map(() => []);
   for (const entry of next.segments) {
     if (!victims.has(entry.id)) continue;
     const src = readSegment(dir, entry);
+    const stored = models.map((m) => new SegmentVectors(path.join(dir, entry.models![m.id].vectors), entry.docs, m.dim));
     for (let d = 0; d < entry.docs; d++) {
       if (src.deleted?.[d]) continue;
       docs.push(src.store.get(d));
       keys.push(src.keys[d]);
       if (src.vectors) vecParts.push(src.vectors.subarray(d * dim, (d + 1) * dim));
+      stored.forEach((v, i) => modelParts[i].push(v.vectors.subarray(d * v.dim, (d + 1) * v.dim)));
     }
+    for (const v of stored) v.close();
     src.store.close();
   }
   const segId = next.nextSegment++;
   const vectors = c.model ? { vectors: concat(vecParts, docs.length * dim) } : null;
-  const merged = await writeSegment(dir, c, segId, next.generation, docs, Float64Array.from(keys), vectors, next.files, journal, [...victims].sort((a, b) => a - b));
+  const carried: ModelVectorSource[] = models.map((model, i) => ({ model, source: { vectors: concat(modelParts[i], docs.length * model.dim) } }));
+  const merged = await writeSegment(dir, c, segId, next.generation, docs, Float64Array.from(keys), vectors, next.files, journal, [...victims].sort((a, b) => a - b), carried);
   // The merged segment takes the place of the first victim so segment order stays stable.
   const out: SegmentEntry[] = [];
   let placed = false;

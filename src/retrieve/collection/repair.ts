@@ -19,9 +19,11 @@ import {
   type CollectionConfig,
   type Manifest,
   type SegmentEntry,
+  type StoredModel,
 } from './manifest.js';
 import { SEAL_FORMAT, readInt32s, sealName, writeTombstones, type Seal } from './segment-writer.js';
 import { readMeta } from './store.js';
+import { provenModelVectors } from './vectors.js';
 
 export interface RepairReport {
   generation: number;
@@ -144,9 +146,26 @@ export function repairCollection(dir: string, opts: LockOptions = {}): RepairRep
           } else seen.add(id);
         });
       }
+      // Added models' vectors come back with each segment whose vector seal proves them.
+      const models = new Map<string, StoredModel>((old?.models ?? []).map((m) => [m.id, m]));
+      for (const c of kept) {
+        const { found, skipped } = provenModelVectors(dir, c.entry.id, c.entry.docs, names);
+        report.skipped.push(...skipped);
+        for (const v of found) {
+          const known = models.get(v.model.id);
+          if (known && known.dim !== v.model.dim) {
+            report.skipped.push({ file: v.seal, reason: `model "${v.model.id}" has dimension ${known.dim} elsewhere, ${v.model.dim} here` });
+            continue;
+          }
+          if (!known) models.set(v.model.id, v.model);
+          (c.entry.models ??= {})[v.model.id] = { vectors: v.vectors, seal: v.seal };
+        }
+      }
+      const stored = [...models.values()].filter((m) => kept.some((c) => c.entry.models?.[m.id]));
+      if (stored.length > 0) next.models = stored;
       for (const c of kept.sort((a, b) => a.entry.id - b.entry.id)) {
         const entry = c.entry;
-        for (const f of [entry.bm25, entry.store, entry.meta, entry.vectors, entry.seal]) {
+        for (const f of [entry.bm25, entry.store, entry.meta, entry.vectors, entry.seal, ...Object.values(entry.models ?? {}).flatMap((v) => [v.vectors, v.seal])]) {
           if (f) next.files[f] = { bytes: fs.statSync(path.join(dir, f)).size, sha256: hashFile(path.join(dir, f)) };
         }
         const set = dead.get(entry.id)!;

@@ -2,11 +2,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Doc } from '../../core/types.js';
 import { Bm25Index } from '../bm25/index.js';
-import { normalizeRows, toMatrix, type Embedder } from '../dense/embedder.js';
+import { normalizeRows, type Embedder } from '../dense/embedder.js';
 import { bytesOf, sealFile, writeDurable, type FileEntry } from './files.js';
 import type { Journal } from './journal.js';
-import { pad, type CollectionConfig, type SegmentEntry } from './manifest.js';
+import { pad, type CollectionConfig, type SegmentEntry, type StoredModel } from './manifest.js';
 import { DocStore, encodeDocs, encodeMeta, readMeta } from './store.js';
+import { embedMatrix, writeModelVectors } from './vectors.js';
 
 export const SEAL_FORMAT = 'winnow-segment';
 
@@ -29,6 +30,12 @@ export const sealName = (segId: number): string => `seg-${pad(segId)}.seal`;
 /** Where a segment's vectors come from: embedded now, or carried over (a merge). */
 export type VectorSource = { embedder: Embedder } | { vectors: Float32Array } | null;
 
+/** An added model's vectors for a new segment (`--add-model`): embedded now, or carried over by a merge. */
+export interface ModelVectorSource {
+  model: StoredModel;
+  source: NonNullable<VectorSource>;
+}
+
 /**
  * Writes one immutable segment: BM25 postings, document store, metadata (offsets and keys),
  * vectors, then its seal. Every file is journaled before it is created and recorded in `files`.
@@ -44,6 +51,7 @@ export async function writeSegment(
   files: Record<string, FileEntry>,
   journal: Journal,
   mergedFrom: number[] = [],
+  models: readonly ModelVectorSource[] = [],
 ): Promise<SegmentEntry> {
   const stem = `seg-${pad(segId)}`;
   const entry: SegmentEntry = {
@@ -68,19 +76,14 @@ export async function writeSegment(
     const dim = config.model.dim;
     let vectors: Float32Array;
     if ('vectors' in source) vectors = source.vectors;
-    else {
-      const e = source.embedder;
-      vectors = new Float32Array(docs.length * dim);
-      const BATCH = 64;
-      for (let i = 0; i < docs.length; i += BATCH) {
-        const part = docs.slice(i, i + BATCH);
-        vectors.set(toMatrix(await e.embedDocs(part), part.length, dim, `model "${e.id}"`), i * dim);
-      }
-      normalizeRows(vectors, dim);
-    }
+    else vectors = normalizeRows(await embedMatrix(source.embedder, docs, dim), dim);
     entry.vectors = `${stem}.vec`;
     journal.creating(entry.vectors);
     files[entry.vectors] = writeDurable(dir, entry.vectors, [bytesOf(vectors)]);
+  }
+  for (const { model, source: from } of models) {
+    const vectors = 'vectors' in from ? from.vectors : await embedMatrix(from.embedder, docs, model.dim);
+    (entry.models ??= {})[model.id] = writeModelVectors(dir, segId, docs.length, model, vectors, files, journal);
   }
   const named = (name: string | null): (FileEntry & { name: string }) | null => (name ? { name, ...files[name] } : null);
   const seal: Seal = {
