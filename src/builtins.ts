@@ -9,6 +9,7 @@ import './cascade/early-exit.js';
 import './retrieve/retriever.js';
 import './retrieve/bm25/stage.js';
 import './retrieve/collection/env.js';
+import './retrieve/opensearch/retriever.js';
 import './rerank/rerank.js';
 import './rerank/load.js';
 import './rerank/remote/index.js';

@@ -5,7 +5,7 @@ import { type Calibration, calibrate, describeCalibration } from './calibration.
 import { registry } from '../core/registry.js';
 import { checkOptions } from '../core/suggest.js';
 import { parseCalibration } from './calibration.js';
-import { posInt } from '../core/values.js';
+import { intAtLeast, posInt } from '../core/values.js';
 
 /** Keeps the first k hits of every ranking. */
 export class TopK implements Stage {
@@ -13,9 +13,7 @@ export class TopK implements Stage {
   readonly name: string;
 
   constructor(readonly k: number) {
-    if (!Number.isInteger(k) || k < 1) {
-      throw new WinnowError('bad_spec', `top(k) needs a positive integer k, got ${k}`);
-    }
+    intAtLeast(k, 'top(k): k');
     this.name = `top(${k})`;
   }
 

@@ -5,7 +5,7 @@ import { type Calibration, calibrate, describeCalibration } from './calibration.
 import { Pipeline } from './pipeline.js';
 import { registry } from '../core/registry.js';
 import { checkOptions } from '../core/suggest.js';
-import { num, posInt } from '../core/values.js';
+import { intAtLeast, num, posInt } from '../core/values.js';
 import { parseCalibration } from './calibration.js';
 
 /**
@@ -31,7 +31,7 @@ export class EarlyExit implements Stage {
     readonly calibration?: Calibration,
   ) {
     if (!Number.isFinite(margin)) throw new WinnowError('bad_spec', `earlyExit needs a finite margin, got ${margin}`);
-    if (!Number.isInteger(k) || k < 1) throw new WinnowError('bad_spec', `earlyExit needs a positive integer k, got ${k}`);
+    intAtLeast(k, 'earlyExit: k');
     if (then.length === 0) throw new WinnowError('bad_spec', 'earlyExit needs at least one stage in "then"');
     this.then = new Pipeline(then);
     this.name = `earlyExit(margin=${margin})[${then.map((s) => s.name).join(' → ')}]`;

@@ -75,6 +75,9 @@ export class Fusion implements Stage {
           fused = { docId: h.docId, score: 0, scores: {} };
           byDoc.set(h.docId, fused);
         }
+        // A document a remote engine sent along (`_source`) stays on the fused hit, so
+        // rerankers after the fusion need no second lookup.
+        if (h.doc && !fused.doc) fused.doc = h.doc;
         Object.assign(fused.scores, h.scores);
         if (m.kind === 'rrf') fused.score += 1 / (m.k + rank + 1);
         else if (m.kind === 'linear') fused.score += m.weights[li] * (norm ? norm(h.score) : h.score);

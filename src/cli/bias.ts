@@ -6,33 +6,26 @@ import type { Ranking } from '../core/types.js';
 import { runExperiment } from '../eval/experiment.js';
 import { loadBeir } from '../eval/io/beir.js';
 import { textTable } from '../eval/table.js';
-import { intFlag, loadPlugins, parseFlags, PLUGIN_FLAG } from './args.js';
+import { CACHE_FLAGS, command, helpText, intArg, loadPlugins, parseCommand, PLUGIN_FLAG, showHelp } from './args.js';
 import { writeJson } from './eval.js';
 
-export const BIAS_USAGE = `usage: winnow bias --spec FILE --dataset DIR [--split test] [--shuffles 3] [--json FILE]
-                   [--index-cache DIR] [--plugin FILE]
-
-Measures position bias of a cascade's LLM stages (listwise, setwise, judge): runs the
+export const BIAS_COMMAND = command({
+  name: 'bias',
+  synopsis: ['--spec FILE --dataset DIR [--split test] [--shuffles 3] [--json FILE]', '[--index-cache DIR] [--plugin FILE]'],
+  about: `Measures position bias of a cascade's LLM stages (listwise, setwise, judge): runs the
 cascade with each LLM stage seeing its input as given, reversed, and shuffled with seeds
 1..N, and reports how much the final nDCG@10 and the top-1 document move. It runs the
-cascade 2 + N times, so it pays for 2 + N evaluations' LLM calls.
-
-  --spec FILE         the cascade (its LLM stages' own order/seed are overridden)
-  --dataset DIR       BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)
-  --shuffles N        shuffled orders to try (default 3)
-  --json FILE         write the numbers as JSON
-  --index-cache DIR   keep built BM25 indexes here between runs (default .winnow-cache)`;
-
-const FLAGS = {
-  spec: { type: 'string' },
-  dataset: { type: 'string' },
-  split: { type: 'string', default: 'test' },
-  shuffles: { type: 'string' },
-  json: { type: 'string' },
-  'index-cache': { type: 'string' },
-  ...PLUGIN_FLAG,
-  help: { type: 'boolean', short: 'h' },
-} as const;
+cascade 2 + N times, so it pays for 2 + N evaluations' LLM calls.`,
+  flags: {
+    spec: { type: 'string', arg: 'FILE', help: "the cascade (its LLM stages' own order/seed are overridden)" },
+    dataset: { type: 'string', arg: 'DIR', help: 'BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)' },
+    split: { type: 'string', arg: 'NAME', default: 'test', help: 'the qrels split of --dataset' },
+    shuffles: { type: 'string', arg: 'N', default: '3', help: 'shuffled orders to try' },
+    json: { type: 'string', arg: 'FILE', help: 'write the numbers as JSON' },
+    'index-cache': CACHE_FLAGS['index-cache'],
+    ...PLUGIN_FLAG,
+  },
+});
 
 /** Spec keys whose stages take `order` and `seed`. */
 const LLM_KEYS = ['listwise', 'setwise', 'judge'];
@@ -49,19 +42,16 @@ export interface OrderResult {
 }
 
 export async function biasCommand(args: string[]): Promise<number> {
-  const { values } = parseFlags(args, FLAGS, BIAS_USAGE);
-  if (values.help) {
-    console.log(BIAS_USAGE);
-    return 0;
-  }
-  if (!values.spec || !values.dataset) throw new WinnowError('usage', 'winnow bias needs --spec and --dataset', BIAS_USAGE);
-  const shuffles = intFlag(values.shuffles, 'shuffles', 3, 0, BIAS_USAGE);
+  const { values } = parseCommand(args, BIAS_COMMAND);
+  if (values.help) return showHelp(BIAS_COMMAND);
+  if (!values.spec || !values.dataset) throw new WinnowError('usage', 'winnow bias needs --spec and --dataset', helpText(BIAS_COMMAND));
+  const shuffles = intArg(values.shuffles, 'shuffles', 0);
   await loadPlugins(values.plugin);
   const spec = loadSpecFile(values.spec);
   const varied = llmStages(spec);
   if (varied.length === 0) throw new WinnowError('usage', `${values.spec}: no listwise, setwise or judge stage at the top level of "stages"`, 'winnow bias varies the input order of LLM stages');
-  const ds = await loadBeir(values.dataset, values.split ?? 'test');
-  const env = await WinnowEnv.create({ corpus: ds.corpusFile, indexCacheDir: values['index-cache'] ?? '.winnow-cache', progress: true });
+  const ds = await loadBeir(values.dataset, values.split);
+  const env = await WinnowEnv.create({ corpus: ds.corpusFile, indexCacheDir: values['index-cache'], progress: true });
   const orders: [string, 'keep' | 'reverse' | 'shuffle', number][] = [
     ['keep', 'keep', 0],
     ['reverse', 'reverse', 0],

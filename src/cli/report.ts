@@ -1,26 +1,23 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { WinnowError } from '../core/errors.js';
 import { buildReport } from '../report/html.js';
-import { parseFlags } from './args.js';
+import { command, helpText, parseCommand, showHelp } from './args.js';
 
-export const REPORT_USAGE = `usage: winnow report <eval.json|tune.json> -o report.html
-
-Writes one self-contained HTML file (charts as inline SVG, no scripts, no network) from the
-JSON of winnow tune --json or winnow eval --json.`;
-
-const FLAGS = {
-  out: { type: 'string', short: 'o' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+export const REPORT_COMMAND = command({
+  name: 'report',
+  synopsis: ['<eval.json|tune.json> -o report.html'],
+  about: `Writes one self-contained HTML file (charts as inline SVG, no scripts, no network) from the
+JSON of winnow tune --json or winnow eval --json.`,
+  flags: {
+    out: { type: 'string', short: 'o', arg: 'FILE', help: 'the HTML file to write' },
+  },
+});
 
 export async function reportCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(args, FLAGS, REPORT_USAGE);
-  if (values.help) {
-    console.log(REPORT_USAGE);
-    return 0;
-  }
-  if (positionals.length !== 1) throw new WinnowError('usage', 'give one JSON file', REPORT_USAGE);
-  if (!values.out) throw new WinnowError('usage', 'give -o report.html', REPORT_USAGE);
+  const { values, positionals } = parseCommand(args, REPORT_COMMAND);
+  if (values.help) return showHelp(REPORT_COMMAND);
+  if (positionals.length !== 1) throw new WinnowError('usage', 'give one JSON file', helpText(REPORT_COMMAND));
+  if (!values.out) throw new WinnowError('usage', 'give -o report.html', helpText(REPORT_COMMAND));
   const file = positionals[0];
   let text: string;
   try {

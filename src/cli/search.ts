@@ -8,42 +8,38 @@ import type { Collection } from '../retrieve/collection/collection.js';
 import { collectionRetriever, openCollection } from '../retrieve/collection/env.js';
 import { HybridRetriever } from '../retrieve/collection/stages.js';
 import type { Retriever } from '../retrieve/retriever.js';
-import { intFlag, loadPlugins, numFlag, parseFlags, PLUGIN_FLAG } from './args.js';
+import { command, helpText, intArg, intFlag, loadPlugins, numFlag, parseCommand, PLUGIN_FLAG, showHelp } from './args.js';
 import { WinnowEnv } from '../cascade/env.js';
 
-const USAGE = `usage: winnow search NAME "query" [--first-pass bm25|dense|hybrid] [--k 10]
-                     [--fusion rrf|union] [--rrf-k 60] [--depth 100] [--ef-search N] [--spec FILE] [--plugin FILE] [--json]
-
-Searches a collection made by \`winnow index\`. --first-pass defaults to hybrid when the
-collection has vectors, else bm25. --depth is how deep each first pass goes before fusion.
---spec runs a cascade spec whose \`retrieve:\` stages (bm25, dense, hybrid) use the collection;
-rerank stages take model folders, model references and remote APIs, as in winnow eval.
---plugin loads a module that registers more kinds of stage (repeatable; docs/architecture.md).`;
-
-const FLAGS = {
-  'first-pass': { type: 'string' },
-  k: { type: 'string' },
-  fusion: { type: 'string' },
-  'rrf-k': { type: 'string' },
-  depth: { type: 'string' },
-  'ef-search': { type: 'string' },
-  spec: { type: 'string' },
-  ...PLUGIN_FLAG,
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+export const SEARCH_COMMAND = command({
+  name: 'search',
+  synopsis: ['NAME "query" [--first-pass bm25|dense|hybrid] [--k 10]', '[--fusion rrf|union] [--rrf-k 60] [--depth 100] [--ef-search N] [--spec FILE] [--plugin FILE] [--json]'],
+  about: 'Searches a collection made by `winnow index`.',
+  flags: {
+    'first-pass': { type: 'string', arg: 'NAME', help: 'bm25, dense or hybrid (default hybrid when the collection has vectors, else bm25)' },
+    k: { type: 'string', arg: 'K', default: '10', help: 'hits to print' },
+    fusion: { type: 'string', arg: 'rrf|union', help: 'how hybrid combines BM25 and dense hits (default rrf)' },
+    'rrf-k': { type: 'string', arg: 'K', help: 'k of reciprocal rank fusion (default 60)' },
+    depth: { type: 'string', arg: 'N', help: 'how deep each first pass goes before fusion (default the larger of --k and 100)' },
+    'ef-search': { type: 'string', arg: 'N', help: "HNSW candidate list for this search (default the collection's)" },
+    spec: {
+      type: 'string',
+      arg: 'FILE',
+      help: 'a cascade spec whose `retrieve:` stages (bm25, dense, hybrid) use the collection;\nrerank stages take model folders, model references and remote APIs, as in winnow eval',
+    },
+    ...PLUGIN_FLAG,
+    json: { type: 'boolean', help: 'print the hits and the per-stage trace as JSON' },
+  },
+});
 
 /** `winnow search`: top hits of a collection with each stage's score, for a person to read. */
 export async function searchCommand(args: string[]): Promise<number> {
-  const { values: v, positionals } = parseFlags(args, FLAGS, USAGE);
-  if (v.help) {
-    console.log(USAGE);
-    return 0;
-  }
+  const { values: v, positionals } = parseCommand(args, SEARCH_COMMAND);
+  if (v.help) return showHelp(SEARCH_COMMAND);
   const [name, ...words] = positionals;
-  if (!name || words.length === 0) throw new WinnowError('usage', 'give a collection NAME and a query', USAGE);
+  if (!name || words.length === 0) throw new WinnowError('usage', 'give a collection NAME and a query', helpText(SEARCH_COMMAND));
   const text = words.join(' ');
-  const k = intFlag(v.k, 'k', 10);
+  const k = intArg(v.k, 'k');
   const efSearch = v['ef-search'] === undefined ? undefined : intFlag(v['ef-search'], 'ef-search', 100);
   const c = await openCollection(name, { verify: 'size', efSearch });
   try {

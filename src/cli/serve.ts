@@ -7,36 +7,60 @@ import type { Pipeline } from '../cascade/pipeline.js';
 import { checkSpec, compileSpec, type CascadeSpec } from '../cascade/spec.js';
 import { withBatching } from '../serve/batcher.js';
 import { createServer, DEFAULT_LIMITS, type ServeLimits } from '../serve/server.js';
-import { intFlag, loadPlugins, parseFlags, PLUGIN_FLAG } from './args.js';
+import { command, helpText, intArg, loadPlugins, parseCommand, PLUGIN_FLAG, showHelp } from './args.js';
 
-const USAGE = `usage: winnow serve --spec cascade.yaml [options]
-  --spec FILE           cascade spec (YAML/JSON): {name?, stages} or {cascades: {name: {stages}}}, optional serve: section
-  --port N              default 8080 (0 picks a free port)
-  --host H              default 127.0.0.1
-  --corpus PATH         corpus.jsonl (or a folder holding one): documents for retrievers, BM25 statistics
-  --default-model NAME  cascade used when a request names none (default: the first)
-  --max-batch N         most pairs per model call (default 64)
-  --max-wait-ms N       how long an idle model waits for more requests to batch (default 0:
-                        requests arriving while it is busy are batched anyway)
-  --queue N             most pairs waiting per model; beyond it requests get 429 (default 1024)
-  --no-batching         call scorers directly, without micro-batching
-  --max-docs N          documents per request (default 1000)
-  --max-doc-chars N     characters per document (default 100000)
-  --max-query-chars N   characters per query (default 4096)
-  --max-body-bytes N    request body size (default 10485760)
-  --deadline-ms N       default time budget per request (default 30000); request and default
-                        deadlines above 300000 (5 minutes) count as 300000
-  --max-connections N   open connections; more are closed as they arrive (default 512)
-  --max-buffered-bytes N  request body bytes held across all requests; beyond it 503 (default 134217728)
-  --headers-timeout-ms N  time to send the request headers (default 10000; 408 beyond)
-  --request-timeout-ms N  time to send the whole request, headers and body (default 30000)
-  --body-timeout-ms N   longest pause within a request body (default 10000)
-  --shutdown-grace-ms N on SIGTERM/SIGINT, how long requests get to finish before their
-                        connections are cut and the process exits (default 10000)
-  --keys-file F         bearer tokens, one per line (or WINNOW_API_KEYS=k1,k2); they guard
-                        the POST routes and /metrics
-  --public-metrics      serve /metrics without a token even when keys are set
-  --plugin FILE         a module that registers more kinds of stage (repeatable; also plugins: in the spec)`;
+const L = DEFAULT_LIMITS;
+
+export const SERVE_COMMAND = command({
+  name: 'serve',
+  synopsis: ['--spec cascade.yaml [flags]'],
+  about: `Every flag but --spec, --plugin, --no-batching and --public-metrics can also be set in the
+spec's serve: section (max_docs: 500 for --max-docs); the command line wins.`,
+  flags: {
+    spec: { type: 'string', arg: 'FILE', help: 'cascade spec (YAML/JSON): {name?, stages} or {cascades: {name: {stages}}}, optional serve: section' },
+    port: { type: 'string', arg: 'N', default: '8080', help: '0 picks a free port' },
+    host: { type: 'string', arg: 'H', default: '127.0.0.1', help: 'address to listen on' },
+    corpus: { type: 'string', arg: 'PATH', help: 'corpus.jsonl (or a folder holding one): documents for retrievers, BM25 statistics' },
+    'default-model': { type: 'string', arg: 'NAME', help: 'cascade used when a request names none (default: the first)' },
+    'max-batch': { type: 'string', arg: 'N', default: '64', help: 'most pairs per model call' },
+    'max-wait-ms': {
+      type: 'string',
+      arg: 'N',
+      default: '0',
+      help: 'how long an idle model waits for more requests to batch (requests\narriving while it is busy are batched anyway)',
+    },
+    queue: { type: 'string', arg: 'N', default: '1024', help: 'most pairs waiting per model; beyond it requests get 429' },
+    'no-batching': { type: 'boolean', help: 'call scorers directly, without micro-batching' },
+    ...PLUGIN_FLAG,
+    'max-docs': { type: 'string', arg: 'N', default: String(L.maxDocs), help: 'documents per request' },
+    'max-doc-chars': { type: 'string', arg: 'N', default: String(L.maxDocChars), help: 'characters per document' },
+    'max-query-chars': { type: 'string', arg: 'N', default: String(L.maxQueryChars), help: 'characters per query' },
+    'max-body-bytes': { type: 'string', arg: 'N', default: String(L.maxBodyBytes), help: 'request body size' },
+    'deadline-ms': {
+      type: 'string',
+      arg: 'N',
+      default: String(L.defaultDeadlineMs),
+      help: 'default time budget per request; request and default deadlines above\n300000 (5 minutes) count as 300000',
+    },
+    'max-connections': { type: 'string', arg: 'N', default: String(L.maxConnections), help: 'open connections; more are closed as they arrive' },
+    'max-buffered-bytes': { type: 'string', arg: 'N', default: String(L.maxBufferedBytes), help: 'request body bytes held across all requests; beyond it 503' },
+    'headers-timeout-ms': { type: 'string', arg: 'N', default: String(L.headersTimeoutMs), help: 'time to send the request headers (408 beyond)' },
+    'request-timeout-ms': { type: 'string', arg: 'N', default: String(L.requestTimeoutMs), help: 'time to send the whole request, headers and body' },
+    'body-timeout-ms': { type: 'string', arg: 'N', default: String(L.bodyTimeoutMs), help: 'longest pause within a request body' },
+    'shutdown-grace-ms': {
+      type: 'string',
+      arg: 'N',
+      default: String(L.shutdownGraceMs),
+      help: 'on SIGTERM/SIGINT, how long requests get to finish before their\nconnections are cut and the process exits',
+    },
+    'keys-file': {
+      type: 'string',
+      arg: 'F',
+      help: 'bearer tokens, one per line (or WINNOW_API_KEYS=k1,k2); they guard\nthe POST routes and /metrics',
+    },
+    'public-metrics': { type: 'boolean', help: 'serve /metrics without a token even when keys are set' },
+  },
+});
 
 /** `serve:` keys of a spec file, as written there, and the flag or limit each one sets. */
 const SERVE_KEYS: Record<string, string> = {
@@ -126,67 +150,41 @@ function readKeys(file: string | undefined): string[] {
 }
 
 export async function serveCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(
-    args,
-    {
-      spec: { type: 'string' },
-      port: { type: 'string' },
-      host: { type: 'string' },
-      corpus: { type: 'string' },
-      'default-model': { type: 'string' },
-      'max-batch': { type: 'string' },
-      'max-wait-ms': { type: 'string' },
-      queue: { type: 'string' },
-      'no-batching': { type: 'boolean' },
-      ...PLUGIN_FLAG,
-      'max-docs': { type: 'string' },
-      'max-doc-chars': { type: 'string' },
-      'max-query-chars': { type: 'string' },
-      'max-body-bytes': { type: 'string' },
-      'deadline-ms': { type: 'string' },
-      'max-connections': { type: 'string' },
-      'max-buffered-bytes': { type: 'string' },
-      'headers-timeout-ms': { type: 'string' },
-      'request-timeout-ms': { type: 'string' },
-      'body-timeout-ms': { type: 'string' },
-      'shutdown-grace-ms': { type: 'string' },
-      'keys-file': { type: 'string' },
-      'public-metrics': { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    USAGE,
-  );
+  const { values, positionals, given } = parseCommand(args, SERVE_COMMAND);
+  if (values.help) return showHelp(SERVE_COMMAND);
+  const USAGE = helpText(SERVE_COMMAND);
   if (positionals.length > 0) throw new WinnowError('usage', `winnow serve takes no arguments (got ${positionals.join(' ')})`, USAGE);
-  if (values.help) {
-    process.stderr.write(USAGE + '\n');
-    return 0;
-  }
   if (typeof values.spec !== 'string') throw new WinnowError('usage', 'serve needs --spec FILE', USAGE);
   const { cascades: specs, settings } = loadServeSpec(values.spec);
-  // a flag on the command line wins over the spec's serve: settings
-  const given: Record<string, string | string[] | boolean | undefined> = values;
-  const flag = (name: string): string | undefined => (typeof given[name] === 'string' ? (given[name] as string) : settings[name]);
+  // A flag on the command line wins over the spec's serve: settings, which win over defaults.
+  const strings: Record<string, string | string[] | boolean | undefined> = values;
+  const flag = (name: string): string | undefined => {
+    const v = strings[name];
+    const value = typeof v === 'string' ? v : undefined;
+    return given.has(name) ? value : settings[name] ?? value;
+  };
+  const int = (name: string, min = 1): number => intArg(flag(name) ?? '', name, min, USAGE);
 
   const limits: ServeLimits = {
-    maxDocs: intFlag(flag('max-docs'), 'max-docs', 1000, 1, USAGE),
-    maxDocChars: intFlag(flag('max-doc-chars'), 'max-doc-chars', 100_000, 1, USAGE),
-    maxQueryChars: intFlag(flag('max-query-chars'), 'max-query-chars', 4096, 1, USAGE),
-    maxBodyBytes: intFlag(flag('max-body-bytes'), 'max-body-bytes', 10 * 1024 * 1024, 1, USAGE),
-    defaultDeadlineMs: intFlag(flag('deadline-ms'), 'deadline-ms', DEFAULT_LIMITS.defaultDeadlineMs, 1, USAGE),
-    maxConnections: intFlag(flag('max-connections'), 'max-connections', DEFAULT_LIMITS.maxConnections, 1, USAGE),
-    maxBufferedBytes: intFlag(flag('max-buffered-bytes'), 'max-buffered-bytes', DEFAULT_LIMITS.maxBufferedBytes, 1, USAGE),
-    headersTimeoutMs: intFlag(flag('headers-timeout-ms'), 'headers-timeout-ms', DEFAULT_LIMITS.headersTimeoutMs, 1, USAGE),
-    requestTimeoutMs: intFlag(flag('request-timeout-ms'), 'request-timeout-ms', DEFAULT_LIMITS.requestTimeoutMs, 1, USAGE),
-    bodyTimeoutMs: intFlag(flag('body-timeout-ms'), 'body-timeout-ms', DEFAULT_LIMITS.bodyTimeoutMs, 1, USAGE),
-    shutdownGraceMs: intFlag(flag('shutdown-grace-ms'), 'shutdown-grace-ms', DEFAULT_LIMITS.shutdownGraceMs, 1, USAGE),
+    maxDocs: int('max-docs'),
+    maxDocChars: int('max-doc-chars'),
+    maxQueryChars: int('max-query-chars'),
+    maxBodyBytes: int('max-body-bytes'),
+    defaultDeadlineMs: int('deadline-ms'),
+    maxConnections: int('max-connections'),
+    maxBufferedBytes: int('max-buffered-bytes'),
+    headersTimeoutMs: int('headers-timeout-ms'),
+    requestTimeoutMs: int('request-timeout-ms'),
+    bodyTimeoutMs: int('body-timeout-ms'),
+    shutdownGraceMs: int('shutdown-grace-ms'),
   };
   const batching = {
-    maxBatch: intFlag(flag('max-batch'), 'max-batch', 64, 1, USAGE),
-    maxWaitMs: intFlag(flag('max-wait-ms'), 'max-wait-ms', 0, 0, USAGE),
-    maxQueue: intFlag(flag('queue'), 'queue', 1024, 1, USAGE),
+    maxBatch: int('max-batch'),
+    maxWaitMs: int('max-wait-ms', 0),
+    maxQueue: int('queue'),
   };
-  const port = intFlag(flag('port'), 'port', 8080, 0, USAGE);
-  const host = flag('host') ?? '127.0.0.1';
+  const port = int('port', 0);
+  const host = flag('host') ?? SERVE_COMMAND.flags.host.default;
   const apiKeys = readKeys(flag('keys-file'));
 
   await loadPlugins(values.plugin);

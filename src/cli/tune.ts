@@ -8,58 +8,67 @@ import { loadBeir } from '../eval/io/beir.js';
 import type { Qrels } from '../eval/metrics.js';
 import { textTable } from '../eval/table.js';
 import { MIN_CALIBRATION_PAIRS, MIN_CALIBRATION_POSITIVES } from '../eval/tune/calibrate.js';
-import { DEFAULT_LEVEL, DEFAULT_MIN_GAIN, signed } from '../eval/tune/evidence.js';
+import { signed } from '../eval/tune/evidence.js';
 import { fnv1a } from '../eval/tune/random.js';
 import type { StageCost } from '../eval/tune/pool.js';
 import { type PlanSummary, runTune, type TuneResult } from '../eval/tune/tune.js';
-import { intFlag, loadPlugins, numFlag, parseFlags, PLUGIN_FLAG } from './args.js';
+import { command, helpText, intArg, CACHE_FLAGS, loadPlugins, numFlag, parseCommand, PLUGIN_FLAG, showHelp } from './args.js';
 import { embeddingCacheFlag, writeJson } from './eval.js';
 
-export const TUNE_USAGE = `usage: winnow tune --dataset DIR --spec FILE --budget-ms MS [--budget-stat p50|p95]
-                   [--tune-split train] [--test-split test] [--epsilon 0.005] [--final-k 10]
-                   [--calibrate platt|isotonic] [--fuse rrf|linear] [--rrf-k 60]
-                   [--early-exit] [--early-exit-loss 0.005] [--folds N] [--min-gain 0.001]
-                   [--level 0.95] [--resamples 1000] [--seed 42]
-                   [-o tuned.yaml] [--json tune.json] [--index-cache DIR]
-                   [--embedding-cache DIR|none] [--cold-queries 8] [--collection NAME]
-
-Scores the first-pass pool of every query once with every stage of the spec (a retriever
+export const TUNE_COMMAND = command({
+  name: 'tune',
+  synopsis: [
+    '--dataset DIR --spec FILE --budget-ms MS [--budget-stat p50|p95]',
+    '[--tune-split train] [--test-split test] [--epsilon 0.005] [--final-k 10]',
+    '[--calibrate platt|isotonic] [--fuse rrf|linear] [--rrf-k 60]',
+    '[--early-exit] [--early-exit-loss 0.005] [--folds N] [--min-gain 0.001]',
+    '[--level 0.95] [--resamples 1000] [--seed 42]',
+    '[-o tuned.yaml] [--json tune.json] [--index-cache DIR]',
+    '[--embedding-cache DIR|none] [--cold-queries 8] [--collection NAME]',
+  ],
+  about: `Scores the first-pass pool of every query once with every stage of the spec (a retriever
 followed by rerank stages), then chooses cut-offs from the recall curves and for the latency
-budget, fitted on the tuning split and reported on the held-out split.
-
-  --dataset DIR        BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)
-  --spec FILE          the cascade to tune; the retriever's k is the pool depth (default 1000)
-  --budget-ms MS       latency budget per query, in ms, predicted from costs measured here
-  --budget-stat STAT   p50 or p95 (default p95) of the per-query latency
-  --tune-split NAME    split the choices are made on (default train)
-  --test-split NAME    held-out split the results are reported on (default test). When both
-                       name the same split, or the default train split does not exist, its
-                       queries are halved deterministically (FNV-1a hash of the query id)
-  --epsilon E          plateau: smallest k with recall within E of the best (default 0.005)
-  --calibrate METHOD   fit platt or isotonic calibration per stage (needs >= ${MIN_CALIBRATION_PAIRS} labelled
-                       pairs with >= ${MIN_CALIBRATION_POSITIVES} relevant; unjudged documents count as non-relevant)
-  --fuse METHOD        fuse the rerankers' scores: rrf, or linear with fitted weights
-  --early-exit         skip the last stage for queries the stage before is sure about
-  --early-exit-loss L  nDCG@10 loss the early exit may cost, relative (default 0.005)
-  --folds N            cross-validation folds over the tuning queries (default min(5, n/6);
-                       none under 12 queries, and then no optional step is adopted)
-  --min-gain G         nDCG@10 a dropped stage or fusion must gain under cross-validation to
-                       be adopted (default 0.001)
-  --level L            level of the paired-bootstrap intervals (default 0.95)
-  --resamples N        bootstrap resamples (default 1000)
-  --seed N             seed of the folds and the bootstrap (default 42)
-  -o, --out FILE       write the tuned cascade spec (YAML); not written when the budget is not met
-  --json FILE          write every number (curves, configurations, calibration) for winnow report
-  --index-cache DIR    keep built BM25 indexes here between runs (default .winnow-cache)
-  --embedding-cache DIR  keep document embeddings here across runs, so scoring a deep pool
-                       with a bi-encoder embeds each document once (default
-                       $WINNOW_HOME/embeddings; none: memory only)
-  --cold-queries N     queries the cold cost of a cached-embedding stage is timed on (default 8)
-  --collection NAME    a collection made by winnow index (name or path) holding the dataset's
-                       corpus: its BM25 is the first pass, its store the documents, and a
-                       bi-encoder stage whose vectors it stores (--add-model) reads them
-
-Evidence: an optional step (a dropped stage, fusion, early exit) is adopted only when it
+budget, fitted on the tuning split and reported on the held-out split.`,
+  flags: {
+    dataset: { type: 'string', arg: 'DIR', help: 'BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)' },
+    spec: { type: 'string', arg: 'FILE', help: "the cascade to tune; the retriever's k is the pool depth (default 1000)" },
+    ...PLUGIN_FLAG,
+    'budget-ms': { type: 'string', arg: 'MS', help: 'latency budget per query, in ms, predicted from costs measured here' },
+    'budget-stat': { type: 'string', arg: 'STAT', default: 'p95', help: 'p50 or p95 of the per-query latency' },
+    'tune-split': { type: 'string', arg: 'NAME', help: 'split the choices are made on (default train)' },
+    'test-split': {
+      type: 'string',
+      arg: 'NAME',
+      default: 'test',
+      help: 'held-out split the results are reported on. When both name the same\nsplit, or the default train split does not exist, its queries are halved\ndeterministically (FNV-1a hash of the query id)',
+    },
+    epsilon: { type: 'string', arg: 'E', default: '0.005', help: 'plateau: smallest k with recall within E of the best' },
+    'final-k': { type: 'string', arg: 'K', default: '10', help: 'the k of the reported nDCG and recall' },
+    calibrate: {
+      type: 'string',
+      arg: 'METHOD',
+      help: `fit platt or isotonic calibration per stage (needs >= ${MIN_CALIBRATION_PAIRS} labelled\npairs with >= ${MIN_CALIBRATION_POSITIVES} relevant; unjudged documents count as non-relevant)`,
+    },
+    fuse: { type: 'string', arg: 'METHOD', help: "fuse the rerankers' scores: rrf, or linear with fitted weights" },
+    'rrf-k': { type: 'string', arg: 'K', default: '60', help: 'k of reciprocal rank fusion' },
+    'early-exit': { type: 'boolean', default: false, help: 'skip the last stage for queries the stage before is sure about' },
+    'early-exit-loss': { type: 'string', arg: 'L', default: '0.005', help: 'nDCG@10 loss the early exit may cost, relative' },
+    folds: { type: 'string', arg: 'N', help: 'cross-validation folds over the tuning queries (default min(5, n/6);\nnone under 12 queries, and then no optional step is adopted)' },
+    'min-gain': { type: 'string', arg: 'G', default: '0.001', help: 'nDCG@10 a dropped stage or fusion must gain under cross-validation to\nbe adopted' },
+    level: { type: 'string', arg: 'L', default: '0.95', help: 'level of the paired-bootstrap intervals' },
+    resamples: { type: 'string', arg: 'N', default: '1000', help: 'bootstrap resamples for the cut-off and gain intervals' },
+    seed: { type: 'string', arg: 'N', default: '42', help: 'seed of the folds and the bootstrap' },
+    out: { type: 'string', short: 'o', arg: 'FILE', help: 'write the tuned cascade spec (YAML); not written when the budget is not met' },
+    json: { type: 'string', arg: 'FILE', help: 'write every number (curves, configurations, calibration) for winnow report' },
+    ...CACHE_FLAGS,
+    'cold-queries': { type: 'string', arg: 'N', default: '8', help: 'queries the cold cost of a cached-embedding stage is timed on' },
+    collection: {
+      type: 'string',
+      arg: 'NAME',
+      help: "a collection made by winnow index (name or path) holding the dataset's\ncorpus: its BM25 is the first pass, its store the documents, and a\nbi-encoder stage whose vectors it stores (--add-model) reads them",
+    },
+  },
+  notes: `Evidence: an optional step (a dropped stage, fusion, early exit) is adopted only when it
 holds under k-fold cross-validation over the tuning queries (each fold judged by a fit on the
 other folds): a dropped stage or fusion must gain >= --min-gain nDCG@10 with a paired-bootstrap
 interval above 0; an early exit must skip queries with the interval of its nDCG@10 change
@@ -76,36 +85,8 @@ bi-encoder whose document vectors the --collection stores is timed on the scorin
 there a pair is a dot product in the cascade as well (measured "stored").
 
 Exit status: 0 when a plan meets the budget; 1 when none does (the cheapest plan is shown
-and written to --json, and no spec is written).`;
-
-const FLAGS = {
-  dataset: { type: 'string' },
-  spec: { type: 'string' },
-  ...PLUGIN_FLAG,
-  'budget-ms': { type: 'string' },
-  'budget-stat': { type: 'string', default: 'p95' },
-  'tune-split': { type: 'string' },
-  'test-split': { type: 'string', default: 'test' },
-  epsilon: { type: 'string' },
-  'final-k': { type: 'string' },
-  calibrate: { type: 'string' },
-  fuse: { type: 'string' },
-  'rrf-k': { type: 'string' },
-  'early-exit': { type: 'boolean', default: false },
-  'early-exit-loss': { type: 'string' },
-  resamples: { type: 'string' },
-  folds: { type: 'string' },
-  'min-gain': { type: 'string' },
-  level: { type: 'string' },
-  seed: { type: 'string' },
-  out: { type: 'string', short: 'o' },
-  json: { type: 'string' },
-  'index-cache': { type: 'string' },
-  'embedding-cache': { type: 'string' },
-  'cold-queries': { type: 'string' },
-  collection: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+and written to --json, and no spec is written).`,
+});
 
 interface Split {
   name: string;
@@ -152,6 +133,8 @@ async function loadSplits(dataset: string, tuneName: string | undefined, testNam
   };
 }
 
+function oneOf<T extends string>(value: string, name: string, allowed: readonly T[]): T;
+function oneOf<T extends string>(value: string | undefined, name: string, allowed: readonly T[]): T | undefined;
 function oneOf<T extends string>(value: string | undefined, name: string, allowed: readonly T[]): T | undefined {
   if (value === undefined) return undefined;
   if (!(allowed as readonly string[]).includes(value)) throw new WinnowError('usage', `--${name} must be ${allowed.join(' or ')}, got "${value}"`);
@@ -159,32 +142,30 @@ function oneOf<T extends string>(value: string | undefined, name: string, allowe
 }
 
 export async function tuneCommand(args: string[]): Promise<number> {
-  const { values } = parseFlags(args, FLAGS, TUNE_USAGE);
-  if (values.help) {
-    console.log(TUNE_USAGE);
-    return 0;
-  }
-  if (!values.dataset) throw new WinnowError('usage', 'give --dataset DIR', TUNE_USAGE);
-  if (!values.spec) throw new WinnowError('usage', 'give --spec FILE: the cascade to tune', TUNE_USAGE);
+  const { values } = parseCommand(args, TUNE_COMMAND);
+  if (values.help) return showHelp(TUNE_COMMAND);
+  const usage = helpText(TUNE_COMMAND);
+  if (!values.dataset) throw new WinnowError('usage', 'give --dataset DIR', usage);
+  if (!values.spec) throw new WinnowError('usage', 'give --spec FILE: the cascade to tune', usage);
   const budgetMs = numFlag(values['budget-ms'], 'budget-ms');
-  if (budgetMs === undefined || budgetMs <= 0) throw new WinnowError('usage', 'give --budget-ms MS, a positive latency budget per query', TUNE_USAGE);
-  const budgetStat = oneOf(values['budget-stat'], 'budget-stat', ['p50', 'p95'] as const) ?? 'p95';
-  const epsilon = numFlag(values.epsilon, 'epsilon') ?? 0.005;
+  if (budgetMs === undefined || budgetMs <= 0) throw new WinnowError('usage', 'give --budget-ms MS, a positive latency budget per query', usage);
+  const budgetStat = oneOf(values['budget-stat'], 'budget-stat', ['p50', 'p95'] as const);
+  const epsilon = numFlag(values.epsilon, 'epsilon');
   if (epsilon < 0 || epsilon >= 1) throw new WinnowError('usage', `--epsilon must be in [0, 1), got ${epsilon}`);
-  const loss = numFlag(values['early-exit-loss'], 'early-exit-loss') ?? 0.005;
+  const loss = numFlag(values['early-exit-loss'], 'early-exit-loss');
   if (loss < 0 || loss >= 1) throw new WinnowError('usage', `--early-exit-loss must be in [0, 1), got ${loss}`);
-  const folds = values.folds === undefined ? undefined : intFlag(values.folds, 'folds', 5, 2);
-  const minGain = numFlag(values['min-gain'], 'min-gain') ?? DEFAULT_MIN_GAIN;
+  const folds = values.folds === undefined ? undefined : intArg(values.folds, 'folds', 2);
+  const minGain = numFlag(values['min-gain'], 'min-gain');
   if (!(minGain >= 0 && minGain < 1)) throw new WinnowError('usage', `--min-gain must be an nDCG@10 difference in [0, 1), got ${values['min-gain']}`);
-  const level = numFlag(values.level, 'level') ?? DEFAULT_LEVEL;
+  const level = numFlag(values.level, 'level');
   if (!(level > 0 && level < 1)) throw new WinnowError('usage', `--level must be in (0, 1), e.g. 0.95, got ${values.level}`);
   await loadPlugins(values.plugin);
   const spec = loadSpecFile(values.spec);
-  const splits = await loadSplits(values.dataset, values['tune-split'], values['test-split'] ?? 'test');
+  const splits = await loadSplits(values.dataset, values['tune-split'], values['test-split']);
   const env = await WinnowEnv.create({
     corpus: values.collection ? undefined : splits.corpus,
     collection: values.collection,
-    indexCacheDir: values['index-cache'] ?? '.winnow-cache',
+    indexCacheDir: values['index-cache'],
     embeddingCacheDir: embeddingCacheFlag(values['embedding-cache']),
     progress: true,
   });
@@ -202,20 +183,20 @@ export async function tuneCommand(args: string[]): Promise<number> {
       budgetMs,
       budgetStat,
       epsilon,
-      finalK: intFlag(values['final-k'], 'final-k', 10),
+      finalK: intArg(values['final-k'], 'final-k'),
       calibrate: oneOf(values.calibrate, 'calibrate', ['platt', 'isotonic'] as const),
       fuse: oneOf(values.fuse, 'fuse', ['rrf', 'linear'] as const),
-      rrfK: numFlag(values['rrf-k'], 'rrf-k') ?? 60,
-      earlyExit: values['early-exit'] ?? false,
+      rrfK: numFlag(values['rrf-k'], 'rrf-k'),
+      earlyExit: values['early-exit'],
       earlyExitLoss: loss,
-      resamples: intFlag(values.resamples, 'resamples', 1000),
+      resamples: intArg(values.resamples, 'resamples'),
       folds,
       minGain,
       level,
-      seed: intFlag(values.seed, 'seed', 42, 0),
+      seed: intArg(values.seed, 'seed', 0),
       progress: true,
       coldEnv,
-      coldSample: { queries: intFlag(values['cold-queries'], 'cold-queries', 8, 1) },
+      coldSample: { queries: intArg(values['cold-queries'], 'cold-queries') },
       splitNote: splits.note,
     });
     console.log(formatTune(result));

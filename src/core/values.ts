@@ -1,4 +1,4 @@
-import { WinnowError } from './errors.js';
+import { type ErrorCode, WinnowError } from './errors.js';
 
 /**
  * Checks for values read from specs and flags: each names where the value came from, so a
@@ -15,6 +15,21 @@ export function num(v: unknown, where: string): number {
 }
 
 export function posInt(v: unknown, where: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new WinnowError('bad_spec', `${where}: expected a positive integer`);
+  if (!isIntAtLeast(v, 1)) throw new WinnowError('bad_spec', `${where}: expected a positive integer`);
   return v;
+}
+
+export function isIntAtLeast(v: unknown, min: number): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= min;
+}
+
+/**
+ * The one integer check for flags, spec options and limits: `what must be an integer >= min,
+ * got …` (or `a positive integer` when min is 1), with the error code of where the value came from.
+ */
+export function intAtLeast(v: unknown, what: string, opts: { min?: number; code?: ErrorCode; hint?: string; got?: string } = {}): number {
+  const min = opts.min ?? 1;
+  if (isIntAtLeast(v, min)) return v;
+  const must = min === 1 ? 'a positive integer' : `an integer >= ${min}`;
+  throw new WinnowError(opts.code ?? 'bad_spec', `${what} must be ${must}, got ${opts.got ?? String(v)}`, opts.hint);
 }

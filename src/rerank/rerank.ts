@@ -2,7 +2,7 @@ import { WinnowError } from '../core/errors.js';
 import type { Stage, StageContext, StageDescription } from '../core/stage.js';
 import { CACHE_HITS, CACHE_MISSES, PAIRS, type Costs } from '../core/costs.js';
 import { compareHits, type Doc, type Hit, type Ranking, type ScoreKind } from '../core/types.js';
-import type { Scorer } from './scorer.js';
+import { checkScoreCount, type Scorer } from './scorer.js';
 import { registry } from '../core/registry.js';
 import { str } from '../core/values.js';
 
@@ -115,10 +115,7 @@ export async function lookupDoc(hit: Hit, ctx: StageContext, stage: string): Pro
   return doc;
 }
 
-/** A model that answers with another number of scores than it was asked for is broken, not slow. */
-export function checkScoreCount(stage: string, got: number, asked: number): void {
-  if (got !== asked) throw new WinnowError('model_error', `${stage}: scorer returned ${got} scores for ${asked} documents`);
-}
+export { checkScoreCount } from './scorer.js';
 
 registry.defineStage(
   'rerank',

@@ -1,4 +1,5 @@
 import type { Costs } from '../core/costs.js';
+import { WinnowError } from '../core/errors.js';
 import type { Doc, Hit, ScoreKind } from '../core/types.js';
 
 /**
@@ -28,4 +29,9 @@ export interface Scorer {
   scoreStored?(query: string, hits: readonly Hit[], costs?: Costs): Promise<Float32Array | undefined>;
   /** releases sessions or sockets; optional */
   close?(): Promise<void>;
+}
+
+/** A model that answers with another number of scores than it was asked for is broken, not slow. */
+export function checkScoreCount(stage: string, got: number, asked: number): void {
+  if (got !== asked) throw new WinnowError('model_error', `${stage}: scorer returned ${got} scores for ${asked} documents`);
 }

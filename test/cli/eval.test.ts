@@ -96,7 +96,7 @@ test('bad input: one clear message, a non-zero exit, never a stack trace', async
     ['unknown flag', ['eval', '--datset', 'x'], 2, /Unknown option '--datset'/],
     ['stage2 without stage1', ['eval', '--dataset', dataset('s2'), '--stage2-model', 'bm25'], 2, /--stage2-model needs --stage1-model/],
     ['unknown scorer', ['eval', '--dataset', dataset('sc'), '--stage1-model', 'nonsense'], 4, /unknown scorer "nonsense"/],
-    ['bad number', ['eval', '--dataset', dataset('num'), '--first-k', 'ten'], 2, /--first-k must be an integer/],
+    ['bad number', ['eval', '--dataset', dataset('num'), '--first-k', 'ten'], 2, /--first-k must be a positive integer, got "ten"/],
     ['unknown command', ['evaluate'], 2, /unknown command "evaluate"/],
     ['missing spec', ['eval', '--dataset', dataset('spec'), '--spec', path.join(tmp, 'nope.yaml')], 3, /spec file not found/],
   ];

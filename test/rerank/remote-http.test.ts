@@ -35,6 +35,28 @@ test('Retry-After as an HTTP date is measured against the injected clock and cap
   }
 });
 
+test('cancelling during a Retry-After wait ends the call without waiting it out', { timeout: 30_000 }, async () => {
+  // The server asks for a minute; the abort comes once that answer is in. Without an abortable
+  // wait the call would sleep past the test's timeout.
+  const server = await startFakeRerankServer({
+    shape: 'tei',
+    replies: [{ status: 429, headers: { 'retry-after': '60' }, body: { error: 'busy', error_type: 'Overloaded' } }],
+  });
+  const controller = new AbortController();
+  try {
+    const http = new HttpClient({ signal: controller.signal, retryAfterMaxMs: 60_000 });
+    const call = http.postJson({ provider: 'tei', url: `${server.url}/rerank`, body: { query: 'q', texts: ['a'] }, resultsKey: 'array' });
+    while (server.requests.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    // Let the client read the 429 and start waiting (an earlier abort passes too, as a cancelled fetch).
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    controller.abort();
+    await assert.rejects(call, (e: unknown) => e instanceof WinnowError && /was cancelled/.test(e.message));
+    assert.equal(server.requests.length, 1);
+  } finally {
+    await server.close();
+  }
+});
+
 test('gives up after maxAttempts with the last error in the message', async () => {
   const server = await startFakeRerankServer({
     shape: 'vllm',

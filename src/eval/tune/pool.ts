@@ -247,6 +247,8 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
     const pairMs = new Float64Array(rerankers.length);
     for (let s = 0; s < rerankers.length; s++) {
       const stage = rerankers[s];
+      // Stored vectors are read on first use: that one-off read is not what a query pays.
+      if (queries.length === 0 && storedScorers[s]) await storedScorers[s]!.scoreStored(query.text, hits);
       if (queries.length < SAMPLE && n > SMALL) {
         const ts = performance.now();
         await scoreDocs(stage, query, docs.slice(0, SMALL), docIds.slice(0, SMALL));

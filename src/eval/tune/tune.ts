@@ -527,7 +527,7 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
       const out: TuneResult['stages'][number] = { name: s.name, role: s.role, scoreKind: s.scoreKind, cost: s.cost };
       const a = s.docEmbeddings;
       const b = testPools.stages[i].docEmbeddings;
-      if (a && b) out.docEmbeddings = { fromCache: a.fromCache + b.fromCache, embedded: a.embedded + b.embedded };
+      if (a && b) out.docEmbeddings = { fromCache: a.fromCache + b.fromCache, embedded: a.embedded + b.embedded, ...(a.stored !== undefined || b.stored !== undefined ? { stored: (a.stored ?? 0) + (b.stored ?? 0) } : {}) };
       return out;
     }),
     curves,

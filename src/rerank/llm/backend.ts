@@ -1,4 +1,5 @@
 import { WinnowError } from '../../core/errors.js';
+import { intAtLeast } from '../../core/values.js';
 import type { HttpOptions } from '../remote/http.js';
 import type { TokenLogprob } from './parse.js';
 import type { Prompt } from './prompt.js';
@@ -63,7 +64,7 @@ export class Limiter {
   private readonly waiting: Array<() => void> = [];
 
   constructor(readonly limit: number) {
-    if (!Number.isInteger(limit) || limit < 1) throw new WinnowError('bad_spec', `concurrency must be a positive integer, got ${String(limit)}`);
+    intAtLeast(limit, 'concurrency');
   }
 
   async run<T>(work: () => Promise<T>): Promise<T> {

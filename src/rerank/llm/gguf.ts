@@ -10,6 +10,10 @@ export interface GgufOptions extends BackendOptions {
   contextSize?: number;
   /** `false` (default) for CPU, or node-llama-cpp's `auto`, `cuda`, `vulkan`, `metal` */
   gpu?: false | 'auto' | 'cuda' | 'vulkan' | 'metal';
+  /**
+   * CPU threads; default node-llama-cpp's (all cores). On a shared machine 1 can be far
+   * faster: llama.cpp's threads spin while they wait for each other.
+   */
   threads?: number;
 }
 
@@ -35,6 +39,7 @@ interface NlcContext {
 interface NlcSequence {
   clearHistory(): Promise<void>;
   evaluateWithMetadata(tokens: Token[], metadata: { probabilities: true }, options?: { temperature?: number }): AsyncGenerator<{ token: Token; probabilities: Map<Token, number> }, void, void>;
+  evaluate(tokens: Token[], options?: { temperature?: number }): AsyncGenerator<Token, void, void>;
   dispose(): void;
 }
 interface NlcChatWrapper {
@@ -119,14 +124,23 @@ class GgufBackend implements LlmBackend {
     const out: Token[] = [];
     let top: TokenLogprob[] | undefined;
     try {
+      // The first token alone carries what judges read (P(yes), the grade's distribution);
+      // a full-vocabulary probability map per step would cost seconds, so only it gets one.
+      let first: Token | undefined;
       for await (const step of this.sequence.evaluateWithMetadata(input, { probabilities: true }, { temperature: 0 })) {
-        if (req.signal?.aborted) break;
-        if (out.length === 0 && req.topLogprobs) {
-          top = [...step.probabilities.entries()].slice(0, req.topLogprobs).map(([t, p]) => ({ token: this.llm.detokenize([t]), logprob: Math.log(p) }));
+        first = step.token;
+        if (req.topLogprobs) top = [...step.probabilities.entries()].slice(0, req.topLogprobs).map(([t, p]) => ({ token: this.llm.detokenize([t]), logprob: Math.log(p) }));
+        break;
+      }
+      if (first !== undefined && !this.llm.isEogToken(first)) {
+        out.push(first);
+        if (out.length < req.maxTokens) {
+          for await (const token of this.sequence.evaluate([first], { temperature: 0 })) {
+            if (req.signal?.aborted || this.llm.isEogToken(token)) break;
+            out.push(token);
+            if (out.length >= req.maxTokens) break;
+          }
         }
-        if (this.llm.isEogToken(step.token)) break;
-        out.push(step.token);
-        if (out.length >= req.maxTokens) break;
       }
     } catch (e) {
       throw new WinnowError('model_error', `gguf (model ${this.file}): generation failed: ${(e as Error).message.split('\n')[0]}`, 'is the prompt longer than contextSize?');

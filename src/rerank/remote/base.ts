@@ -1,4 +1,6 @@
 import { WinnowError } from '../../core/errors.js';
+import { intAtLeast } from '../../core/values.js';
+import { checkScoreCount } from '../scorer.js';
 import { type Costs, SEARCH_UNITS, TOKENS } from '../../core/costs.js';
 import type { Doc, ScoreKind } from '../../core/types.js';
 import type { Scorer } from '../scorer.js';
@@ -63,10 +65,9 @@ export class RemoteScorer implements Scorer {
     readonly maxDocs: number,
     opts: RemoteOptions,
   ) {
-    if (!Number.isInteger(maxDocs) || maxDocs < 1) throw new WinnowError('bad_spec', `${format.provider}: maxDocsPerRequest must be a positive integer, got ${maxDocs}`);
+    intAtLeast(maxDocs, `${format.provider}: maxDocsPerRequest`);
     this.http = new HttpClient(opts);
-    this.concurrency = opts.concurrency ?? 4;
-    if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new WinnowError('bad_spec', `${format.provider}: concurrency must be a positive integer`);
+    this.concurrency = intAtLeast(opts.concurrency ?? 4, `${format.provider}: concurrency`);
   }
 
   async score(query: string, docs: readonly Doc[], costs?: Costs): Promise<Float32Array> {
@@ -127,9 +128,7 @@ export class RemoteScorer implements Scorer {
       throw e;
     }
     const parsed = this.format.parse(json, slice);
-    if (parsed.scores.length !== slice.length) {
-      throw new WinnowError('model_error', `${this.format.provider}: parsed ${parsed.scores.length} scores for ${slice.length} documents`);
-    }
+    checkScoreCount(this.format.provider, parsed.scores.length, slice.length);
     out.set(parsed.scores, start);
     if (costs) {
       costs.add(SEARCH_UNITS, parsed.searchUnits ?? 0);
@@ -246,7 +245,36 @@ export function remoteId(provider: string, model: string | undefined, baseUrl: s
 }
 
 export function posIntOption(v: number | undefined, fallback: number, name: string, provider: string): number {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new WinnowError('bad_spec', `${provider}: ${name} must be a positive integer, got ${String(v)}`);
-  return v;
+  return v === undefined ? fallback : intAtLeast(v, `${provider}: ${name}`);
+}
+
+/** Where a provider is and how to authenticate to it. */
+export interface ProviderAccess {
+  /** env vars naming the base URL, first found wins */
+  urlEnv: string[];
+  /** hosted APIs have one; a self-hosted server without a URL is an error that says `urlHint` */
+  defaultUrl?: string;
+  urlHint?: string;
+  /** env vars holding the API key, first found wins */
+  keyEnv: string[];
+  /** self-hosted servers may run without a key; hosted APIs may not */
+  keyOptional?: boolean;
+}
+
+/**
+ * The preamble every remote scorer shares: base URL and key from the options, then the env
+ * vars, then the default; a missing one is a usage error naming the variables to set.
+ * `bearer` is the `authorization` header (empty without a key).
+ */
+export function providerAccess(
+  provider: string,
+  opts: RemoteOptions,
+  a: ProviderAccess,
+): { base: string; key: string | undefined; bearer: Record<string, string>; keyHint: string } {
+  const env = opts.env ?? process.env;
+  const base = setting(opts.baseUrl, env, a.urlEnv, a.defaultUrl);
+  if (!base) throw new WinnowError('usage', `${provider}: no server URL`, a.urlHint ?? `set ${a.urlEnv.join(' or ')} or pass baseUrl`);
+  const found = setting(opts.apiKey, env, a.keyEnv);
+  const key = a.keyOptional ? found : requireKey(found, provider, a.keyEnv);
+  return { base, key, bearer: key ? { authorization: `Bearer ${key}` } : {}, keyHint: a.keyEnv.join(' or ') };
 }

@@ -1,6 +1,6 @@
 import { WinnowError } from '../../core/errors.js';
 import { docText } from '../../core/types.js';
-import { field, indexedScores, joinUrl, numberAt, posIntOption, RemoteScorer, remoteId, requireKey, setting, type RemoteOptions } from './base.js';
+import { field, indexedScores, joinUrl, numberAt, posIntOption, RemoteScorer, remoteId, providerAccess, type RemoteOptions } from './base.js';
 
 export interface CohereOptions extends RemoteOptions {
   /** e.g. `rerank-v3.5`; required by v2 */
@@ -28,12 +28,10 @@ const ENV_KEYS = ['COHERE_API_KEY', 'CO_API_KEY'];
  * Env: `COHERE_API_KEY` (or `CO_API_KEY`, the SDK's name), `COHERE_BASE_URL` (default https://api.cohere.com).
  */
 export function cohereScorer(opts: CohereOptions = {}): RemoteScorer {
-  const env = opts.env ?? process.env;
   const version = opts.apiVersion ?? 'v2';
   if (version !== 'v1' && version !== 'v2') throw new WinnowError('bad_spec', `cohere: apiVersion must be "v1" or "v2", got ${String(version)}`);
   if (version === 'v2' && !opts.model) throw new WinnowError('bad_spec', 'cohere: v2 rerank needs a model', 'e.g. cohere:rerank-v3.5');
-  const base = setting(opts.baseUrl, env, ['COHERE_BASE_URL'], 'https://api.cohere.com')!;
-  const key = requireKey(setting(opts.apiKey, env, ENV_KEYS), 'cohere', ENV_KEYS);
+  const { base, bearer, keyHint } = providerAccess('cohere', opts, { urlEnv: ['COHERE_BASE_URL'], defaultUrl: 'https://api.cohere.com', keyEnv: ENV_KEYS });
   const provider = `cohere/${version}`;
   const maxTokensPerDoc = version === 'v2' && opts.maxTokensPerDoc !== undefined ? posIntOption(opts.maxTokensPerDoc, 4096, 'maxTokensPerDoc', 'cohere') : undefined;
   const maxChunksPerDoc = version === 'v1' && opts.maxChunksPerDoc !== undefined ? posIntOption(opts.maxChunksPerDoc, 1, 'maxChunksPerDoc', 'cohere') : undefined;
@@ -44,9 +42,9 @@ export function cohereScorer(opts: CohereOptions = {}): RemoteScorer {
     {
       provider,
       url: joinUrl(base, `/${version}/rerank`),
-      headers: { authorization: `Bearer ${key}` },
+      headers: bearer,
       resultsKey: 'results',
-      keyHint: ENV_KEYS.join(' or '),
+      keyHint,
       body: (query, docs) => {
         const body: Record<string, unknown> = { query, documents: docs.map(docText), top_n: docs.length };
         if (opts.model) body.model = opts.model;

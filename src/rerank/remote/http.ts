@@ -1,3 +1,4 @@
+import { setTimeout as wait } from 'node:timers/promises';
 import { WinnowError, type ErrorCode } from '../../core/errors.js';
 
 /**
@@ -79,7 +80,8 @@ export class HttpClient {
     this.backoffBaseMs = positive(opts.backoffBaseMs, 500, 'backoffBaseMs');
     this.backoffMaxMs = positive(opts.backoffMaxMs, 20_000, 'backoffMaxMs');
     this.retryAfterMaxMs = positive(opts.retryAfterMaxMs, 60_000, 'retryAfterMaxMs');
-    this.sleep = opts.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    // A cancelled call stops waiting at once, not after a Retry-After of up to a minute.
+    this.sleep = opts.sleep ?? ((ms) => wait(ms, undefined, { signal: opts.signal }).catch(() => undefined));
     this.now = opts.now ?? Date.now;
     this.random = opts.random ?? Math.random;
     this.fetch = opts.fetch ?? globalThis.fetch;

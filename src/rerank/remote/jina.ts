@@ -1,5 +1,5 @@
 import { docText } from '../../core/types.js';
-import { field, indexedScores, joinUrl, numberAt, posIntOption, RemoteScorer, remoteId, requireKey, setting, type RemoteOptions } from './base.js';
+import { field, indexedScores, joinUrl, numberAt, posIntOption, RemoteScorer, remoteId, providerAccess, type RemoteOptions } from './base.js';
 
 export interface JinaOptions extends RemoteOptions {
   /** e.g. `jina-reranker-v2-base-multilingual` */
@@ -18,19 +18,17 @@ const ENV_KEYS = ['JINA_API_KEY'];
  * Env: `JINA_API_KEY`, `JINA_BASE_URL` (default https://api.jina.ai).
  */
 export function jinaScorer(opts: JinaOptions = {}): RemoteScorer {
-  const env = opts.env ?? process.env;
   const model = opts.model ?? 'jina-reranker-v2-base-multilingual';
-  const base = setting(opts.baseUrl, env, ['JINA_BASE_URL'], 'https://api.jina.ai')!;
-  const key = requireKey(setting(opts.apiKey, env, ENV_KEYS), 'jina', ENV_KEYS);
+  const { base, bearer, keyHint } = providerAccess('jina', opts, { urlEnv: ['JINA_BASE_URL'], defaultUrl: 'https://api.jina.ai', keyEnv: ENV_KEYS });
   return new RemoteScorer(
     remoteId('jina', model, base, {}),
     'probability',
     {
       provider: 'jina',
       url: joinUrl(base, '/v1/rerank'),
-      headers: { authorization: `Bearer ${key}` },
+      headers: bearer,
       resultsKey: 'results',
-      keyHint: 'JINA_API_KEY',
+      keyHint,
       body: (query, docs) => ({ model, query, documents: docs.map(docText), top_n: docs.length, return_documents: false }),
       parse: (json, docs) => ({
         scores: indexedScores(field(json, 'results', 'jina'), docs.length, 'relevance_score', 'jina'),

@@ -1,5 +1,5 @@
 import { docText } from '../../core/types.js';
-import { field, indexedScores, joinUrl, numberAt, posIntOption, RemoteScorer, remoteId, requireKey, setting, type RemoteOptions } from './base.js';
+import { field, indexedScores, joinUrl, numberAt, posIntOption, RemoteScorer, remoteId, providerAccess, type RemoteOptions } from './base.js';
 
 export interface MixedbreadOptions extends RemoteOptions {
   /** e.g. `mxbai-rerank-large-v1` (older accounts: `mixedbread-ai/mxbai-rerank-large-v1`) */
@@ -18,19 +18,17 @@ const ENV_KEYS = ['MXBAI_API_KEY', 'MIXEDBREAD_API_KEY'];
  * Env: `MXBAI_API_KEY` (or `MIXEDBREAD_API_KEY`), `MXBAI_BASE_URL` (default https://api.mixedbread.com).
  */
 export function mixedbreadScorer(opts: MixedbreadOptions = {}): RemoteScorer {
-  const env = opts.env ?? process.env;
   const model = opts.model ?? 'mxbai-rerank-large-v1';
-  const base = setting(opts.baseUrl, env, ['MXBAI_BASE_URL', 'MIXEDBREAD_BASE_URL'], 'https://api.mixedbread.com')!;
-  const key = requireKey(setting(opts.apiKey, env, ENV_KEYS), 'mixedbread', ENV_KEYS);
+  const { base, bearer, keyHint } = providerAccess('mixedbread', opts, { urlEnv: ['MXBAI_BASE_URL', 'MIXEDBREAD_BASE_URL'], defaultUrl: 'https://api.mixedbread.com', keyEnv: ENV_KEYS });
   return new RemoteScorer(
     remoteId('mixedbread', model, base, {}),
     'probability',
     {
       provider: 'mixedbread',
       url: joinUrl(base, '/v1/reranking'),
-      headers: { authorization: `Bearer ${key}` },
+      headers: bearer,
       resultsKey: 'data',
-      keyHint: ENV_KEYS.join(' or '),
+      keyHint,
       body: (query, docs) => ({ model, query, input: docs.map(docText), top_k: docs.length, return_input: false }),
       parse: (json, docs) => ({
         scores: indexedScores(field(json, 'data', 'mixedbread'), docs.length, 'score', 'mixedbread'),

@@ -1,6 +1,6 @@
 import { WinnowError } from '../../core/errors.js';
 import { docText } from '../../core/types.js';
-import { field, indexedScores, joinUrl, numberAt, posIntOption, RemoteScorer, remoteId, requireKey, setting, type RemoteOptions } from './base.js';
+import { field, indexedScores, joinUrl, numberAt, posIntOption, RemoteScorer, remoteId, providerAccess, type RemoteOptions } from './base.js';
 
 export interface PineconeOptions extends RemoteOptions {
   /** e.g. `bge-reranker-v2-m3`, `cohere-rerank-3.5`, `pinecone-rerank-v0` */
@@ -27,10 +27,8 @@ export function pineconeMaxDocs(model: string): number {
  * Env: `PINECONE_API_KEY`, `PINECONE_BASE_URL` (default https://api.pinecone.io).
  */
 export function pineconeScorer(opts: PineconeOptions = {}): RemoteScorer {
-  const env = opts.env ?? process.env;
   const model = opts.model ?? 'bge-reranker-v2-m3';
-  const base = setting(opts.baseUrl, env, ['PINECONE_BASE_URL'], 'https://api.pinecone.io')!;
-  const key = requireKey(setting(opts.apiKey, env, ENV_KEYS), 'pinecone', ENV_KEYS);
+  const { base, key, keyHint } = providerAccess('pinecone', opts, { urlEnv: ['PINECONE_BASE_URL'], defaultUrl: 'https://api.pinecone.io', keyEnv: ENV_KEYS });
   const truncate = opts.truncate ?? 'END';
   if (truncate !== 'END' && truncate !== 'NONE') throw new WinnowError('bad_spec', `pinecone: truncate must be "END" or "NONE", got ${String(truncate)}`);
   const apiVersion = opts.apiVersion ?? '2025-04';
@@ -40,9 +38,9 @@ export function pineconeScorer(opts: PineconeOptions = {}): RemoteScorer {
     {
       provider: 'pinecone',
       url: joinUrl(base, '/rerank'),
-      headers: { 'Api-Key': key, 'X-Pinecone-API-Version': apiVersion },
+      headers: { 'Api-Key': key!, 'X-Pinecone-API-Version': apiVersion },
       resultsKey: 'data',
-      keyHint: 'PINECONE_API_KEY',
+      keyHint,
       body: (query, docs) => ({
         model,
         query,

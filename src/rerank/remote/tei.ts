@@ -1,6 +1,6 @@
 import { WinnowError } from '../../core/errors.js';
 import { docText } from '../../core/types.js';
-import { indexedScores, joinUrl, posIntOption, RemoteScorer, remoteId, setting, type RemoteOptions } from './base.js';
+import { indexedScores, joinUrl, posIntOption, RemoteScorer, remoteId, providerAccess, type RemoteOptions } from './base.js';
 
 export interface TeiOptions extends RemoteOptions {
   /**
@@ -31,10 +31,7 @@ export const TEI_MAX_DOCS = 32;
  * Env: `TEI_URL` (when the ref names no URL), `TEI_API_KEY` (servers started with `--api-key`).
  */
 export function teiScorer(opts: TeiOptions = {}): RemoteScorer {
-  const env = opts.env ?? process.env;
-  const base = setting(opts.baseUrl, env, ['TEI_URL']);
-  if (!base) throw new WinnowError('usage', 'tei: no server URL', 'write tei:http://host:port, set TEI_URL or pass baseUrl');
-  const key = setting(opts.apiKey, env, ['TEI_API_KEY']);
+  const { base, bearer, keyHint } = providerAccess('tei', opts, { urlEnv: ['TEI_URL'], urlHint: 'write tei:http://host:port, set TEI_URL or pass baseUrl', keyEnv: ['TEI_API_KEY'], keyOptional: true });
   const truncate = opts.truncate ?? true;
   const direction = opts.truncationDirection ?? 'right';
   if (direction !== 'left' && direction !== 'right') throw new WinnowError('bad_spec', `tei: truncationDirection must be "left" or "right", got ${String(direction)}`);
@@ -45,9 +42,9 @@ export function teiScorer(opts: TeiOptions = {}): RemoteScorer {
     {
       provider: 'tei',
       url: joinUrl(base, '/rerank'),
-      headers: key ? { authorization: `Bearer ${key}` } : {},
+      headers: bearer,
       resultsKey: 'array',
-      keyHint: 'TEI_API_KEY',
+      keyHint,
       body: (query, docs) => ({
         query,
         texts: docs.map(docText),

@@ -1,6 +1,6 @@
 import { WinnowError } from '../../core/errors.js';
 import { docText, type ScoreKind } from '../../core/types.js';
-import { field, indexedScores, joinUrl, numberAt, posIntOption, RemoteScorer, remoteId, setting, type RemoteOptions } from './base.js';
+import { field, indexedScores, joinUrl, numberAt, posIntOption, RemoteScorer, remoteId, providerAccess, type RemoteOptions } from './base.js';
 
 export interface VllmOptions extends RemoteOptions {
   /** the served model name (vLLM `--served-model-name`, Infinity's model id) */
@@ -34,10 +34,7 @@ export const VLLM_MAX_DOCS = 1000;
  * Env: `VLLM_URL` (when the ref names no URL), `VLLM_API_KEY` (servers started with `--api-key`).
  */
 export function vllmScorer(opts: VllmOptions = {}): RemoteScorer {
-  const env = opts.env ?? process.env;
-  const base = setting(opts.baseUrl, env, ['VLLM_URL']);
-  if (!base) throw new WinnowError('usage', 'vllm: no server URL', 'write vllm:http://host:port/model, set VLLM_URL or pass baseUrl');
-  const key = setting(opts.apiKey, env, ['VLLM_API_KEY']);
+  const { base, bearer, keyHint } = providerAccess('vllm', opts, { urlEnv: ['VLLM_URL'], urlHint: 'write vllm:http://host:port/model, set VLLM_URL or pass baseUrl', keyEnv: ['VLLM_API_KEY'], keyOptional: true });
   const route = opts.route ?? '/v1/rerank';
   const kind = opts.scoreKind ?? 'probability';
   if (!['logit', 'probability', 'similarity', 'unbounded'].includes(kind)) throw new WinnowError('bad_spec', `vllm: unknown scoreKind "${String(kind)}"`);
@@ -53,9 +50,9 @@ export function vllmScorer(opts: VllmOptions = {}): RemoteScorer {
     {
       provider: 'vllm',
       url: joinUrl(base, route),
-      headers: key ? { authorization: `Bearer ${key}` } : {},
+      headers: bearer,
       resultsKey: 'results',
-      keyHint: 'VLLM_API_KEY',
+      keyHint,
       body: (query, docs) => ({
         ...extra,
         ...(opts.model ? { model: opts.model } : {}),

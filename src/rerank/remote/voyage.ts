@@ -1,5 +1,5 @@
 import { docText, type Doc } from '../../core/types.js';
-import { field, indexedScores, joinUrl, numberAt, posIntOption, RemoteScorer, remoteId, requireKey, setting, type RemoteOptions } from './base.js';
+import { field, indexedScores, joinUrl, numberAt, posIntOption, RemoteScorer, remoteId, providerAccess, type RemoteOptions } from './base.js';
 
 export interface VoyageOptions extends RemoteOptions {
   /** e.g. `rerank-2`, `rerank-2.5-lite` */
@@ -34,10 +34,8 @@ function defaultBudget(model: string): number {
  * Env: `VOYAGE_API_KEY`, `VOYAGE_BASE_URL` (default https://api.voyageai.com).
  */
 export function voyageScorer(opts: VoyageOptions = {}): RemoteScorer {
-  const env = opts.env ?? process.env;
   const model = opts.model ?? 'rerank-2';
-  const base = setting(opts.baseUrl, env, ['VOYAGE_BASE_URL'], 'https://api.voyageai.com')!;
-  const key = requireKey(setting(opts.apiKey, env, ENV_KEYS), 'voyage', ENV_KEYS);
+  const { base, bearer, keyHint } = providerAccess('voyage', opts, { urlEnv: ['VOYAGE_BASE_URL'], defaultUrl: 'https://api.voyageai.com', keyEnv: ENV_KEYS });
   const truncation = opts.truncation ?? true;
   const budget = posIntOption(opts.maxTokensPerRequest, defaultBudget(model), 'maxTokensPerRequest', 'voyage');
   const estimate = opts.estimateTokens ?? ((t: string) => Math.ceil(t.length / 3));
@@ -47,9 +45,9 @@ export function voyageScorer(opts: VoyageOptions = {}): RemoteScorer {
     {
       provider: 'voyage',
       url: joinUrl(base, '/v1/rerank'),
-      headers: { authorization: `Bearer ${key}` },
+      headers: bearer,
       resultsKey: 'data',
-      keyHint: 'VOYAGE_API_KEY',
+      keyHint,
       body: (query, docs) => ({ query, documents: docs.map(docText), model, top_k: docs.length, return_documents: false, truncation }),
       parse: (json, docs) => ({
         scores: indexedScores(field(json, 'data', 'voyage'), docs.length, 'relevance_score', 'voyage'),

@@ -1,6 +1,6 @@
 import { WinnowError } from '../../core/errors.js';
 import type { ScoreKind } from '../../core/types.js';
-import { field, indexedScores, joinUrl, posIntOption, RemoteScorer, remoteId, setting, type RemoteOptions } from './base.js';
+import { field, indexedScores, joinUrl, posIntOption, RemoteScorer, remoteId, providerAccess, type RemoteOptions } from './base.js';
 import { NATIVE_MAX_DOCUMENTS, NATIVE_ROUTE, type NativeRequest, type NativeResponse } from './native.js';
 
 export interface WinnowRemoteOptions extends RemoteOptions {
@@ -26,10 +26,7 @@ export interface WinnowRemoteOptions extends RemoteOptions {
  * Env: `WINNOW_URL` (when the ref names no URL), `WINNOW_API_KEY`.
  */
 export function winnowScorer(opts: WinnowRemoteOptions = {}): RemoteScorer {
-  const env = opts.env ?? process.env;
-  const base = setting(opts.baseUrl, env, ['WINNOW_URL']);
-  if (!base) throw new WinnowError('usage', 'winnow: no server URL', 'write winnow:http://host:port[/cascade], set WINNOW_URL or pass baseUrl');
-  const key = setting(opts.apiKey, env, ['WINNOW_API_KEY']);
+  const { base, bearer, keyHint } = providerAccess('winnow', opts, { urlEnv: ['WINNOW_URL'], urlHint: 'write winnow:http://host:port[/cascade], set WINNOW_URL or pass baseUrl', keyEnv: ['WINNOW_API_KEY'], keyOptional: true });
   const kind = opts.scoreKind ?? 'logit';
   const deadline = opts.deadlineMs === undefined ? undefined : posIntOption(opts.deadlineMs, 0, 'deadlineMs', 'winnow');
   const provider = 'winnow';
@@ -41,9 +38,9 @@ export function winnowScorer(opts: WinnowRemoteOptions = {}): RemoteScorer {
     {
       provider,
       url: joinUrl(base, NATIVE_ROUTE),
-      headers: key ? { authorization: `Bearer ${key}` } : {},
+      headers: bearer,
       resultsKey: 'results',
-      keyHint: 'WINNOW_API_KEY',
+      keyHint,
       body: (query, docs): NativeRequest => ({
         query,
         documents: docs.map((d) => (d.title ? { id: d.id, text: d.text, title: d.title } : { id: d.id, text: d.text })),

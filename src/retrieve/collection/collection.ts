@@ -3,15 +3,10 @@ import * as path from 'node:path';
 import { WinnowError } from '../../core/errors.js';
 import { Progress } from '../../core/progress.js';
 import type { Doc, DocLookup } from '../../core/types.js';
-import { readIndexFile } from '../bm25/format.js';
 import { DEFAULT_BM25_PARAMS, type Bm25Params } from '../bm25/similarity.js';
-import { AnnIndex, DEFAULT_ANN_PARAMS, checkAnnParams, type AnnParams } from '../dense/ann.js';
-import { checkDim, normalizeRows, type Embedder } from '../dense/embedder.js';
-import { exactSearch } from '../dense/exact.js';
-import { updateAnn } from './ann.js';
-import { HitHeap, SegmentedBm25 } from './bm25.js';
-import { REBUILD_HINT } from './files.js';
-import { repairHint } from './manifest.js';
+import { DEFAULT_ANN_PARAMS, checkAnnParams, type AnnParams } from '../dense/ann.js';
+import { normalizeRows, type Embedder } from '../dense/embedder.js';
+import type { SegmentedBm25 } from './bm25.js';
 import { checkSizes, rememberVerified, verifyGeneration, VERIFY_CACHE } from './integrity.js';
 import { Journal, journaledFiles, sweepJournals } from './journal.js';
 import { LOCK_FILE, WriterLock } from './lock.js';
@@ -27,18 +22,22 @@ import {
   writeIdentity,
   type CollectionConfig,
   type Manifest,
-  type SegmentEntry,
   type StoredModel,
 } from './manifest.js';
-import { maybeMerge } from './merge.js';
-import { readFloat32s, readInt32s, writeSegment, writeTombstones, type ModelVectorSource } from './segment-writer.js';
-import { DocStore, readMeta } from './store.js';
-import { SegmentVectors, StoredVectors, docOf, embedMatrix, locOf, segOf, writeModelVectors, type Loc } from './vectors.js';
+import { OpenGeneration, type CollectionHit } from './reader.js';
+import { embedMatrix, writeModelVectors, type StoredVectors } from './vectors.js';
+import { stageWrite, type WriteMode, type WriteOptions, type WriteReport } from './write.js';
 
-// The collection is split by concern; this file is the facade most callers need.
+// The collection is split by concern, each in its own file: manifest.ts (the generation's
+// manifest and commit), reader.ts (a generation opened for search), write.ts (staging the next
+// generation), segment-writer.ts, merge.ts, ann.ts (the HNSW graph's update), lock.ts,
+// journal.ts, integrity.ts, repair.ts. This file is the facade most callers need.
 export { COLLECTION_FORMAT, COLLECTION_VERSION, collectionDir, readManifest, type CollectionConfig, type Manifest, type StoredModel } from './manifest.js';
 export { StoredVectors } from './vectors.js';
 export { DEFAULT_LOCK_TIMEOUT_MS } from './lock.js';
+
+/** documents per segment file unless a collection is created with another number */
+export const DEFAULT_SEGMENT_DOCS = 50_000;
 export { checkFiles, type FileCheck } from './integrity.js';
 export { repairCollection, type RepairReport } from './repair.js';
 
@@ -77,45 +76,8 @@ export interface OpenOptions {
   efSearch?: number;
 }
 
-export interface WriteOptions {
-  /** an id that already exists replaces the old document instead of being rejected */
-  upsert?: boolean;
-  /** documents with no title and no text are skipped (and counted) instead of rejected */
-  skipEmpty?: boolean;
-  progress?: boolean;
-  expectedCount?: number;
-  /** called after each new segment is durably written (tests use it to crash mid-write) */
-  onSegment?: (segmentId: number) => void;
-}
-
-export interface WriteReport {
-  added: number;
-  replaced: number;
-  deleted: number;
-  /** ids asked to be deleted that were not in the collection */
-  missing: string[];
-  skippedEmpty: number;
-  segmentsWritten: number;
-  merged: number;
-  generation: number;
-}
-
-
-interface LoadedSegment {
-  entry: SegmentEntry;
-  bm25Data: ReturnType<typeof readIndexFile>;
-  keys: Float64Array;
-  store: DocStore;
-  deleted?: Uint8Array;
-  vectors?: Float32Array;
-  /** added models' vectors, by model id */
-  models: Map<string, SegmentVectors>;
-}
-
-export interface CollectionHit {
-  docId: string;
-  score: number;
-}
+export type { CollectionHit } from './reader.js';
+export type { WriteOptions, WriteReport } from './write.js';
 
 /**
  * A named, persistent collection: document store, segmented BM25 and (with a bi-encoder)
@@ -124,13 +86,7 @@ export interface CollectionHit {
  * (or a process killed mid-write) always sees one complete generation.
  */
 export class Collection implements DocLookup {
-  private segments: LoadedSegment[] = [];
-  private ids = new Map<string, Loc>();
-  private keyLocs = new Map<number, Loc>();
-  private bm25View!: SegmentedBm25;
-  private ann: AnnIndex | null = null;
-  private liveCount = 0;
-  private stored = new Map<string, StoredVectors | undefined>();
+  private current?: OpenGeneration;
 
   private constructor(
     readonly dir: string,
@@ -154,7 +110,7 @@ export class Collection implements DocLookup {
       lossyNorms: opts.lossyNorms ?? true,
       model: e ? { ref: opts.modelRef ?? e.id, id: e.id, dim: e.dim } : null,
       ann,
-      segmentDocs: opts.segmentDocs ?? 50_000,
+      segmentDocs: opts.segmentDocs ?? DEFAULT_SEGMENT_DOCS,
       maxSegments: opts.maxSegments ?? 16,
     };
     if (!(config.segmentDocs >= 1) || !(config.maxSegments >= 1)) throw new WinnowError('bad_input', 'segmentDocs and maxSegments must be >= 1');
@@ -235,23 +191,28 @@ export class Collection implements DocLookup {
     return this.manifest.config;
   }
   get size(): number {
-    return this.liveCount;
+    return this.gen.liveCount;
   }
   get segmentCount(): number {
-    return this.segments.length;
+    return this.gen.segments.length;
   }
   get hasVectors(): boolean {
     return this.manifest.config.model !== null;
   }
   /** whether dense search goes through the HNSW graph (false: exact scan) */
   get usesAnn(): boolean {
-    return this.ann !== null;
+    return this.gen.ann !== null;
   }
   get embedder(): Embedder | undefined {
     return this.opts.embedder;
   }
   get bm25(): SegmentedBm25 {
-    return this.bm25View;
+    return this.gen.bm25;
+  }
+
+  private get gen(): OpenGeneration {
+    if (!this.current) throw new WinnowError('internal', `collection ${this.dir} is not loaded`);
+    return this.current;
   }
 
   private checkEmbedder(): void {
@@ -276,63 +237,13 @@ export class Collection implements DocLookup {
     if (check === 'own') checkSizes(this.dir, m.files);
     else verifyGeneration(this.dir, m.files, this.opts.verify !== 'full');
     this.close();
-    this.segments = [];
-    this.stored = new Map();
-    this.ids = new Map();
-    this.keyLocs = new Map();
-    this.liveCount = 0;
-    m.segments.forEach((entry, si) => {
-      const bm25Data = readIndexFile(path.join(this.dir, entry.bm25));
-      if (bm25Data.docIds.length !== entry.docs) {
-        throw new WinnowError('corrupt_index', `segment file ${path.join(this.dir, entry.bm25)} holds ${bm25Data.docIds.length} documents, the manifest says ${entry.docs}`, REBUILD_HINT);
-      }
-      const { offsets, keys } = readMeta(path.join(this.dir, entry.meta), entry.docs);
-      let deleted: Uint8Array | undefined;
-      if (entry.deletes) {
-        deleted = new Uint8Array(entry.docs);
-        for (const d of readInt32s(path.join(this.dir, entry.deletes))) deleted[d] = 1;
-      }
-      const models = new Map<string, SegmentVectors>();
-      for (const [id, v] of Object.entries(entry.models ?? {})) {
-        const dim = m.models?.find((x) => x.id === id)?.dim;
-        if (dim === undefined) throw new WinnowError('corrupt_index', `segment ${entry.id} holds vectors of model "${id}", which the manifest does not list`, repairHint(this.dir));
-        models.set(id, new SegmentVectors(path.join(this.dir, v.vectors), entry.docs, dim));
-      }
-      const seg: LoadedSegment = { entry, bm25Data, keys, store: new DocStore(path.join(this.dir, entry.store), offsets), deleted, models };
-      // Open now: a later writer's garbage collection may unlink the file, and an open
-      // descriptor keeps this reader's generation readable.
-      seg.store.open();
-      for (const v of models.values()) v.open();
-      this.segments.push(seg);
-      for (let d = 0; d < entry.docs; d++) {
-        if (deleted?.[d]) continue;
-        this.ids.set(bm25Data.docIds[d], locOf(si, d));
-        this.keyLocs.set(keys[d], locOf(si, d));
-        this.liveCount++;
-      }
-    });
-    const c = m.config;
-    this.bm25View = new SegmentedBm25(
-      this.segments.map((s) => ({ data: s.bm25Data, deleted: s.deleted })),
-      c.bm25,
-      { stem: c.stem, stopWords: c.stopWords, lossyNorms: c.lossyNorms },
-    );
-    this.ann = null;
-    if (m.ann && c.model) {
-      const params = { ...c.ann, efSearch: this.opts.efSearch ?? c.ann.efSearch };
-      this.ann = AnnIndex.load(path.join(this.dir, m.ann), c.model.dim, params);
-    } else if (c.model) {
-      // Exact search scans the vectors; load them now for the same reason the stores open now.
-      for (const s of this.segments) this.vectorsOf(s);
-    }
+    this.current = undefined; // a failed open below leaves no closed generation in use
+    this.current = new OpenGeneration(this.dir, m, this.opts.efSearch);
   }
 
   /** Releases open file descriptors. */
   close(): void {
-    for (const s of this.segments) {
-      s.store.close();
-      for (const v of s.models.values()) v.close();
-    }
+    this.current?.close();
   }
 
   /** The models whose document vectors this collection stores: the one it was built with, then added ones. */
@@ -341,107 +252,43 @@ export class Collection implements DocLookup {
     return [...(c.model ? [c.model] : []), ...(this.manifest.models ?? [])];
   }
 
-  /**
-   * The stored document vectors of the model with scorer id `modelId`, or undefined when the
-   * collection holds none. The build model's vectors are unit length (stored for cosine
-   * search), added models' are as the model returns them.
-   */
+  /** The stored document vectors of the model with scorer id `modelId` (see `OpenGeneration.storedVectors`). */
   storedVectors(modelId: string): StoredVectors | undefined {
-    if (this.stored.has(modelId)) return this.stored.get(modelId);
-    const c = this.manifest.config;
-    let out: StoredVectors | undefined;
-    if (c.model?.id === modelId) {
-      const dim = c.model.dim;
-      out = new StoredVectors(
-        c.model,
-        this.ids,
-        this.segments.map((s) => new SegmentVectors(path.join(this.dir, s.entry.vectors!), s.entry.docs, dim, this.vectorsOf(s))),
-      );
-    } else {
-      const model = this.manifest.models?.find((m) => m.id === modelId);
-      if (model) out = new StoredVectors(model, this.ids, this.segments.map((s) => s.models.get(modelId)));
-    }
-    this.stored.set(modelId, out);
-    return out;
+    return this.gen.storedVectors(modelId);
   }
 
   has(id: string): boolean {
-    return this.ids.has(id);
+    return this.gen.has(id);
   }
 
   get(id: string): Doc | undefined {
-    const loc = this.ids.get(id);
-    return loc === undefined ? undefined : this.segments[segOf(loc)].store.get(docOf(loc));
+    return this.gen.get(id);
   }
 
   /** Live document ids, in segment order. */
-  *docIds(): IterableIterator<string> {
-    for (const s of this.segments) {
-      for (let d = 0; d < s.entry.docs; d++) if (!s.deleted?.[d]) yield s.bm25Data.docIds[d];
-    }
+  docIds(): IterableIterator<string> {
+    return this.gen.docIds();
   }
 
   /** Live documents, in segment order (reads the document store). */
-  *docs(): IterableIterator<Doc> {
-    for (const s of this.segments) {
-      for (let d = 0; d < s.entry.docs; d++) if (!s.deleted?.[d]) yield s.store.get(d);
-    }
+  docs(): IterableIterator<Doc> {
+    return this.gen.docs();
   }
 
   /** BM25 top k with collection-wide statistics. */
   searchBm25(queryText: string, k: number): CollectionHit[] {
-    return this.bm25View.search(queryText, k).map((h) => ({ docId: this.idAt(h), score: h.score }));
+    return this.gen.searchBm25(queryText, k);
   }
 
   /** Dense top k for a query vector: HNSW when the collection has a graph, an exact scan otherwise. */
   searchVector(query: Float32Array, k: number): CollectionHit[] {
     const model = this.requireModel('dense search');
-    checkDim(query, model.dim, 'the query vector');
-    if (k <= 0 || this.liveCount === 0) return [];
-    if (!this.ann) return this.exactVector(query, k);
-    // Removed nodes no longer come back from usearch, but a graph node whose document was
-    // deleted by a later generation is filtered here too; over-fetch so k live ones remain.
-    let fetch = Math.min(k + Math.ceil(k / 4), this.ann.size);
-    for (;;) {
-      const { keys, scores } = this.ann.search(query, fetch);
-      const out: CollectionHit[] = [];
-      for (let i = 0; i < keys.length && out.length < k; i++) {
-        const loc = this.keyLocs.get(Number(keys[i]));
-        if (loc !== undefined) out.push({ docId: this.idAt({ seg: segOf(loc), doc: docOf(loc) }), score: scores[i] });
-      }
-      if (out.length >= k || fetch >= this.ann.size) return out;
-      fetch = Math.min(fetch * 2, this.ann.size);
-    }
+    return this.gen.searchVector(query, k, model.dim);
   }
 
   async searchDense(queryText: string, k: number): Promise<CollectionHit[]> {
     const e = this.requireEmbedder('dense search');
     return this.searchVector(normalizeRows(Float32Array.from(await e.embedQuery(queryText)), e.dim), k);
-  }
-
-  private exactVector(query: Float32Array, k: number): CollectionHit[] {
-    const dim = this.manifest.config.model!.dim;
-    const heap = new HitHeap(k);
-    this.segments.forEach((s, si) => {
-      const { rows, scores } = exactSearch(this.vectorsOf(s), dim, query, k, s.deleted ? (r) => s.deleted![r] === 1 : undefined);
-      for (let i = 0; i < rows.length; i++) heap.offer(scores[i], si, rows[i]);
-    });
-    return heap.drain().map((h) => ({ docId: this.idAt(h), score: h.score }));
-  }
-
-  private vectorsOf(s: LoadedSegment): Float32Array {
-    if (!s.vectors) {
-      const v = readFloat32s(path.join(this.dir, s.entry.vectors!));
-      if (v.length !== s.entry.docs * this.manifest.config.model!.dim) {
-        throw new WinnowError('corrupt_index', `vector file ${path.join(this.dir, s.entry.vectors!)} has the wrong length`, REBUILD_HINT);
-      }
-      s.vectors = v;
-    }
-    return s.vectors;
-  }
-
-  private idAt(h: { seg: number; doc: number }): string {
-    return this.segments[h.seg].bm25Data.docIds[h.doc];
   }
 
   private requireModel(what: string): NonNullable<CollectionConfig['model']> {
@@ -498,10 +345,10 @@ export class Collection implements DocLookup {
       next.generation = base.generation + 1;
       next.models = [...(base.models ?? []), model];
       journal = new Journal(this.dir, next.generation);
-      const progress = opts.progress === false ? undefined : new Progress(`add model to ${base.name}`, this.liveCount, 'docs');
+      const progress = opts.progress === false ? undefined : new Progress(`add model to ${base.name}`, this.gen.liveCount, 'docs');
       let documents = 0;
-      for (let si = 0; si < this.segments.length; si++) {
-        const s = this.segments[si];
+      for (let si = 0; si < this.gen.segments.length; si++) {
+        const s = this.gen.segments[si];
         // Rows stay aligned with local document numbers; deleted documents keep a zero row.
         const live: number[] = [];
         for (let d = 0; d < s.entry.docs; d++) if (!s.deleted?.[d]) live.push(d);
@@ -530,6 +377,7 @@ export class Collection implements DocLookup {
     }
   }
 
+
   /** Adds documents; an id already present is rejected unless `upsert`. One commit. */
   add(docs: Iterable<Doc> | AsyncIterable<Doc>, opts: WriteOptions = {}): Promise<WriteReport> {
     return this.write(docs, [], opts.upsert ? 'upsert' : 'add', opts);
@@ -545,12 +393,7 @@ export class Collection implements DocLookup {
     return this.write([], ids, 'add', {});
   }
 
-  private async write(
-    input: Iterable<Doc> | AsyncIterable<Doc>,
-    deleteIds: readonly string[],
-    mode: 'add' | 'upsert' | 'update',
-    opts: WriteOptions,
-  ): Promise<WriteReport> {
+  private async write(input: Iterable<Doc> | AsyncIterable<Doc>, deleteIds: readonly string[], mode: WriteMode, opts: WriteOptions): Promise<WriteReport> {
     const lock = await WriterLock.acquire(this.dir, { timeoutMs: this.opts.lockTimeoutMs });
     let journal: Journal | undefined;
     try {
@@ -563,132 +406,10 @@ export class Collection implements DocLookup {
       // Leftovers of writers killed before (or right after) their commit.
       sweepJournals(this.dir, onDisk);
       const base = this.manifest;
-      const c = base.config;
-      const embedder = c.model ? this.requireEmbedder('adding documents') : undefined;
-      // Looked up when documents arrive: deleting needs no model.
-      let added: ModelVectorSource[] | undefined;
-      const next: Manifest = structuredClone(base);
-      next.generation = base.generation + 1;
-      const report: WriteReport = { added: 0, replaced: 0, deleted: 0, missing: [], skippedEmpty: 0, segmentsWritten: 0, merged: 0, generation: next.generation };
-      journal = new Journal(this.dir, next.generation);
-      const j = journal;
-
-      // Tombstones per segment id, existing ones first; changed ones get a new file.
-      const tomb = new Map<number, Set<number>>();
-      const changed = new Set<number>();
-      for (const s of this.segments) tomb.set(s.entry.id, new Set(s.deleted ? [...indicesOf(s.deleted)] : []));
-      const removedKeys: number[] = [];
-      const kill = (segId: number, local: number, key: number): void => {
-        let set = tomb.get(segId);
-        if (!set) tomb.set(segId, (set = new Set()));
-        set.add(local);
-        changed.add(segId);
-        removedKeys.push(key);
-      };
-      /** live location of an id: committed (segment id, local, key) or pending in this write */
-      const live = new Map<string, { segId: number; local: number; key: number }>();
-      const lookup = (id: string): { segId: number; local: number; key: number } | undefined => {
-        const p = live.get(id);
-        if (p) return p;
-        const loc = this.ids.get(id);
-        if (loc === undefined) return undefined;
-        const s = this.segments[segOf(loc)];
-        if (tomb.get(s.entry.id)?.has(docOf(loc))) return undefined;
-        return { segId: s.entry.id, local: docOf(loc), key: s.keys[docOf(loc)] };
-      };
-
-      for (const id of deleteIds) {
-        const at = lookup(id);
-        if (!at) {
-          report.missing.push(id);
-          continue;
-        }
-        kill(at.segId, at.local, at.key);
-        live.delete(id);
-        report.deleted++;
-      }
-
-      const newSegments: SegmentEntry[] = [];
-      let batch: Doc[] = [];
-      let batchKeys: number[] = [];
-      const flush = async (): Promise<void> => {
-        if (batch.length === 0) return;
-        added ??= (base.models ?? []).map((model) => ({ model, source: { embedder: this.requireModelEmbedder(model) } }));
-        const segId = next.nextSegment++;
-        const entry = await writeSegment(this.dir, c, segId, next.generation, batch, Float64Array.from(batchKeys), embedder ? { embedder } : null, next.files, j, [], added);
-        newSegments.push(entry);
-        report.segmentsWritten++;
-        batch = [];
-        batchKeys = [];
-        opts.onSegment?.(segId);
-      };
-
-      const progress = opts.progress === false ? undefined : new Progress(`index ${base.name}`, opts.expectedCount ?? 0, 'docs');
-      let n = 0;
-      const take = async (doc: Doc): Promise<void> => {
-        n++;
-        if (doc === null || typeof doc !== 'object' || typeof doc.id !== 'string' || doc.id === '') {
-          throw new WinnowError('bad_input', `document #${n} has no string "id"`);
-        }
-        if (typeof doc.text !== 'string' || (doc.title !== undefined && doc.title !== null && typeof doc.title !== 'string')) {
-          throw new WinnowError('bad_input', `document #${n} ("${doc.id}") has no string "text"`, 'every document needs a "text" field (it may be empty with --skip-empty)');
-        }
-        if (doc.text.trim() === '' && !(doc.title ?? '').trim()) {
-          if (opts.skipEmpty) {
-            report.skippedEmpty++;
-            return;
-          }
-          throw new WinnowError('bad_input', `document #${n} ("${doc.id}") has no title and no text`, 'pass --skip-empty to skip such documents and count them');
-        }
-        const old = lookup(doc.id);
-        if (mode === 'update' && !old) {
-          throw new WinnowError('not_found', `cannot update document "${doc.id}" (document #${n}): it is not in collection "${base.name}"`, 'use --add (or --upsert) for new documents');
-        }
-        if (old) {
-          if (mode === 'add') {
-            throw new WinnowError(
-              'bad_input',
-              `duplicate document id "${doc.id}" (document #${n}): it is already in collection "${base.name}"`,
-              'use --upsert to replace existing documents, or --update',
-            );
-          }
-          report.replaced++;
-          if (old.segId === next.nextSegment) {
-            // Still in the unflushed batch: replace it there (one segment cannot hold an id twice).
-            batch[old.local] = doc.title ? { id: doc.id, title: doc.title, text: doc.text } : { id: doc.id, text: doc.text };
-            progress?.tick();
-            return;
-          }
-          kill(old.segId, old.local, old.key);
-        } else {
-          report.added++;
-        }
-        const key = next.nextKey++;
-        live.set(doc.id, { segId: next.nextSegment, local: batch.length, key });
-        batch.push(doc.title ? { id: doc.id, title: doc.title, text: doc.text } : { id: doc.id, text: doc.text });
-        batchKeys.push(key);
-        progress?.tick();
-        if (batch.length >= c.segmentDocs) await flush();
-      };
-      if (Symbol.asyncIterator in input) for await (const d of input as AsyncIterable<Doc>) await take(d);
-      else for (const d of input as Iterable<Doc>) await take(d);
-      await flush();
-      progress?.finish();
-
-      // Tombstones that landed on this write's own segments (upsert of an id twice in one input).
-      next.segments = [...base.segments, ...newSegments];
-      for (const seg of next.segments) {
-        if (!changed.has(seg.id)) continue;
-        writeTombstones(this.dir, seg, Int32Array.from([...tomb.get(seg.id)!].sort((a, b) => a - b)), next.generation, next.files, j);
-      }
-      // Segments whose every document is deleted are dropped outright.
-      next.segments = next.segments.filter((s) => s.deleted < s.docs);
-
-      report.merged = await maybeMerge(this.dir, next, j);
-      updateAnn(this.dir, base, next, removedKeys, j);
-
-      next.files = filesOf(next);
-      j.obsolete(Object.keys(base.files).filter((f) => !(f in next.files)));
+      const embedder = base.config.model ? this.requireEmbedder('adding documents') : undefined;
+      journal = new Journal(this.dir, base.generation + 1);
+      const addedModels = () => (base.models ?? []).map((model) => ({ model, source: { embedder: this.requireModelEmbedder(model) } }));
+      const { next, report } = await stageWrite(this.dir, base, this.gen, embedder, addedModels, input, deleteIds, mode, opts, journal);
       lock.check();
       commitManifest(this.dir, next);
       this.manifest = next;
@@ -703,11 +424,6 @@ export class Collection implements DocLookup {
   }
 }
 
-function* indicesOf(bits: Uint8Array): IterableIterator<number> {
-  for (let i = 0; i < bits.length; i++) if (bits[i]) yield i;
-}
-
-/** A clean-up failure must not hide why the write failed; the next writer's sweep retries it. */
 function closeJournal(journal: Journal, dir: string): void {
   let committed: Manifest;
   try {

@@ -1,5 +1,6 @@
 import { Fusion, type FusionMethod } from '../../cascade/fusion.js';
 import { WinnowError } from '../../core/errors.js';
+import { isIntAtLeast } from '../../core/values.js';
 import { Costs } from '../../core/costs.js';
 import type { StageContext, StageDescription } from '../../core/stage.js';
 import type { Hit, Query } from '../../core/types.js';
@@ -94,7 +95,7 @@ export function hybridOptions(options: Record<string, unknown>, where: string): 
     if (key === 'k' || key === 'collection') continue;
     if (key === 'fusion' && (value === 'rrf' || value === 'union')) out.method = value;
     else if (key === 'rrfK' && typeof value === 'number' && value >= 0) out.rrfK = value;
-    else if ((key === 'bm25K' || key === 'denseK') && typeof value === 'number' && Number.isInteger(value) && value >= 1) out[key] = value;
+    else if ((key === 'bm25K' || key === 'denseK') && isIntAtLeast(value, 1)) out[key] = value;
     else throw new WinnowError('bad_spec', `${where}: bad hybrid option ${key}: ${JSON.stringify(value)}`, 'hybrid takes fusion (rrf|union), rrfK, bm25K, denseK');
   }
   return out;

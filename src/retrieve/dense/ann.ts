@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import { Index, MetricKind, ScalarKind } from 'usearch';
+import { intAtLeast } from '../../core/values.js';
 import { WinnowError } from '../../core/errors.js';
 
 /**
@@ -35,9 +36,7 @@ const SCALARS: Record<AnnParams['quantization'], ScalarKind> = {
 };
 
 export function checkAnnParams(p: AnnParams, where: string): AnnParams {
-  const int = (v: number, name: string, min: number): void => {
-    if (!Number.isInteger(v) || v < min) throw new WinnowError('bad_input', `${where}: ${name} must be an integer >= ${min}, got ${v}`);
-  };
+  const int = (v: number, name: string, min: number): number => intAtLeast(v, `${where}: ${name}`, { min, code: 'bad_input' });
   int(p.m, 'm', 2);
   int(p.efConstruction, 'efConstruction', 1);
   int(p.efSearch, 'efSearch', 1);

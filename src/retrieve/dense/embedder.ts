@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { intAtLeast } from '../../core/values.js';
 import { WinnowError } from '../../core/errors.js';
 import { docText, type Doc } from '../../core/types.js';
 import { Analyzer } from '../../text/analyzer.js';
@@ -74,7 +75,7 @@ export class HashEmbedder implements Embedder {
     readonly dim = 64,
     private readonly seed = 0,
   ) {
-    if (!Number.isInteger(dim) || dim < 2) throw new WinnowError('bad_input', `hash embedder dimension must be an integer >= 2, got ${dim}`);
+    intAtLeast(dim, 'hash embedder dimension', { min: 2, code: 'bad_input' });
     this.id = `hash-bow(dim=${dim},seed=${seed})`;
   }
 

@@ -283,3 +283,25 @@ test('topDown strategy orders the top k through the stage', async () => {
     await fake.close();
   }
 });
+
+test('examples/llm.yaml: its listwise entry builds from the conventional environment variables', async () => {
+  const { loadSpecFile } = await import('../../../src/cascade/spec.js');
+  const spec = loadSpecFile('examples/llm.yaml');
+  const entry = spec.stages.find((s) => typeof s === 'object' && s !== null && 'listwise' in s) as Record<string, unknown>;
+  const fake = await startFakeLlm();
+  process.env.WINNOW_LLM_MODEL = 'example-model';
+  const savedBase = process.env.OPENAI_BASE_URL;
+  process.env.OPENAI_BASE_URL = `${fake.url}/v1`;
+  try {
+    const stage = await build(entry);
+    assert.equal(stage.name, 'llm');
+    await stage.run([ranking('q', ['d0', 'd1', 'd2'])], context(docs));
+    assert.equal(fake.requests[0].body.model, 'example-model');
+    assert.equal(fake.requests[0].path, '/v1/chat/completions');
+  } finally {
+    delete process.env.WINNOW_LLM_MODEL;
+    if (savedBase === undefined) delete process.env.OPENAI_BASE_URL;
+    else process.env.OPENAI_BASE_URL = savedBase;
+    await fake.close();
+  }
+});
