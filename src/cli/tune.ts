@@ -8,6 +8,7 @@ import { loadBeir } from '../eval/io/beir.js';
 import type { Qrels } from '../eval/metrics.js';
 import { textTable } from '../eval/table.js';
 import { MIN_CALIBRATION_PAIRS, MIN_CALIBRATION_POSITIVES } from '../eval/tune/calibrate.js';
+import { signed } from '../eval/tune/evidence.js';
 import { fnv1a } from '../eval/tune/random.js';
 import type { StageCost } from '../eval/tune/pool.js';
 import { type PlanSummary, runTune, type TuneResult } from '../eval/tune/tune.js';
@@ -20,7 +21,8 @@ export const TUNE_COMMAND = command({
     '--dataset DIR --spec FILE --budget-ms MS [--budget-stat p50|p95]',
     '[--tune-split train] [--test-split test] [--epsilon 0.005] [--final-k 10]',
     '[--calibrate platt|isotonic] [--fuse rrf|linear] [--rrf-k 60]',
-    '[--early-exit] [--early-exit-loss 0.005] [--resamples 1000] [--seed 42]',
+    '[--early-exit] [--early-exit-loss 0.005] [--folds N] [--min-gain 0.001]',
+    '[--level 0.95] [--resamples 1000] [--seed 42]',
     '[-o tuned.yaml] [--json tune.json] [--index-cache DIR]',
     '[--embedding-cache DIR|none] [--cold-queries 8] [--collection NAME]',
   ],
@@ -51,8 +53,11 @@ budget, fitted on the tuning split and reported on the held-out split.`,
     'rrf-k': { type: 'string', arg: 'K', default: '60', help: 'k of reciprocal rank fusion' },
     'early-exit': { type: 'boolean', default: false, help: 'skip the last stage for queries the stage before is sure about' },
     'early-exit-loss': { type: 'string', arg: 'L', default: '0.005', help: 'nDCG@10 loss the early exit may cost, relative' },
-    resamples: { type: 'string', arg: 'N', default: '1000', help: 'bootstrap resamples for the cut-off intervals' },
-    seed: { type: 'string', arg: 'N', default: '42', help: 'seed of the bootstrap' },
+    folds: { type: 'string', arg: 'N', help: 'cross-validation folds over the tuning queries (default min(5, n/6);\nnone under 12 queries, and then no optional step is adopted)' },
+    'min-gain': { type: 'string', arg: 'G', default: '0.001', help: 'nDCG@10 a dropped stage or fusion must gain under cross-validation to\nbe adopted' },
+    level: { type: 'string', arg: 'L', default: '0.95', help: 'level of the paired-bootstrap intervals' },
+    resamples: { type: 'string', arg: 'N', default: '1000', help: 'bootstrap resamples for the cut-off and gain intervals' },
+    seed: { type: 'string', arg: 'N', default: '42', help: 'seed of the folds and the bootstrap' },
     out: { type: 'string', short: 'o', arg: 'FILE', help: 'write the tuned cascade spec (YAML); not written when the budget is not met' },
     json: { type: 'string', arg: 'FILE', help: 'write every number (curves, configurations, calibration) for winnow report' },
     ...CACHE_FLAGS,
@@ -63,7 +68,16 @@ budget, fitted on the tuning split and reported on the held-out split.`,
       help: "a collection made by winnow index (name or path) holding the dataset's\ncorpus: its BM25 is the first pass, its store the documents, and a\nbi-encoder stage whose vectors it stores (--add-model) reads them",
     },
   },
-  notes: `Costs: a reranker with a document-side cache (bi-encoder, late interaction) is costed cold:
+  notes: `Evidence: an optional step (a dropped stage, fusion, early exit) is adopted only when it
+holds under k-fold cross-validation over the tuning queries (each fold judged by a fit on the
+other folds): a dropped stage or fusion must gain >= --min-gain nDCG@10 with a paired-bootstrap
+interval above 0; an early exit must skip queries with the interval of its nDCG@10 change
+within --early-exit-loss. Otherwise the simpler plan is kept and the output says why. Cut-offs
+are also chosen per fold and reported with their spread; when folds disagree by more than 2x,
+the largest fold cut-off that still meets the budget is taken. The held-out split is only
+reported, never used for a choice.
+
+Costs: a reranker with a document-side cache (bi-encoder, late interaction) is costed cold:
 a fresh scorer without the disk cache embeds 10 and then 64 documents it has never seen, per
 sampled query, so a pair costs what a cascade pays to embed an unseen document and the query,
 not the dot product a warm cache makes it. Cross-encoders are timed on the scoring pass. A
@@ -140,6 +154,11 @@ export async function tuneCommand(args: string[]): Promise<number> {
   if (epsilon < 0 || epsilon >= 1) throw new WinnowError('usage', `--epsilon must be in [0, 1), got ${epsilon}`);
   const loss = numFlag(values['early-exit-loss'], 'early-exit-loss');
   if (loss < 0 || loss >= 1) throw new WinnowError('usage', `--early-exit-loss must be in [0, 1), got ${loss}`);
+  const folds = values.folds === undefined ? undefined : intArg(values.folds, 'folds', 2);
+  const minGain = numFlag(values['min-gain'], 'min-gain');
+  if (!(minGain >= 0 && minGain < 1)) throw new WinnowError('usage', `--min-gain must be an nDCG@10 difference in [0, 1), got ${values['min-gain']}`);
+  const level = numFlag(values.level, 'level');
+  if (!(level > 0 && level < 1)) throw new WinnowError('usage', `--level must be in (0, 1), e.g. 0.95, got ${values.level}`);
   await loadPlugins(values.plugin);
   const spec = loadSpecFile(values.spec);
   const splits = await loadSplits(values.dataset, values['tune-split'], values['test-split']);
@@ -171,6 +190,9 @@ export async function tuneCommand(args: string[]): Promise<number> {
       earlyExit: values['early-exit'],
       earlyExitLoss: loss,
       resamples: intArg(values.resamples, 'resamples'),
+      folds,
+      minGain,
+      level,
       seed: intArg(values.seed, 'seed', 0),
       progress: true,
       coldEnv,
@@ -205,6 +227,45 @@ const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : 'n
 function planRow(what: string, p: PlanSummary): (string | number)[] {
   const pairs = Object.values(p.pairs).reduce((a, b) => a + b, 0);
   return [what, p.label, f4(p['nDCG@10']), f4(p['R@10']), pairs.toFixed(0), ms(p.latencyMs.p50), ms(p.latencyMs.p95)];
+}
+
+function range(ks: readonly number[]): string {
+  if (ks.length === 0) return '-';
+  const lo = Math.min(...ks);
+  const hi = Math.max(...ks);
+  return lo === hi ? `${lo}` : `${lo}-${hi}`;
+}
+
+/** Per optional step: the gain where it was fitted, under cross-validation, held out; and the verdict. */
+export function formatEvidence(r: TuneResult): string[] {
+  const e = r.evidence;
+  if (e.steps.length === 0) return [];
+  const out = [
+    '',
+    `optional steps (nDCG@10 with minus without; adopted when the cross-validated gain is >= ${e.minGain} with its ` +
+      `${Math.round(100 * e.level)}% paired-bootstrap interval above 0 (${e.resamples} resamples); an early exit when it skips queries ` +
+      'and the interval stays within the allowed loss; held-out: reported only):',
+  ];
+  out.push(
+    textTable(
+      ['step', 'fitted on tuning split', 'tuning gain', 'CV gain', `${Math.round(100 * e.level)}% interval`, 'folds', 'held-out gain', 'adopted'],
+      e.steps.map((s) => [
+        s.step,
+        s.detail,
+        signed(s.tuneGain),
+        signed(s.cvGain),
+        Number.isFinite(s.interval.lo) ? `[${signed(s.interval.lo)}, ${signed(s.interval.hi)}]` : 'n/a',
+        s.foldGains.map(signed).join(' '),
+        signed(s.testGain),
+        s.adopted ? 'yes' : 'no',
+      ]),
+    ),
+  );
+  for (const s of e.steps) {
+    const skip = s.skipped ? ` (skipped: ${pct(s.skipped.tune)} tuning, ${pct(s.skipped.cv)} out of fold, ${pct(s.skipped.test)} held-out)` : '';
+    out.push(`${s.step}: ${s.adopted ? 'adopted' : 'not adopted, the simpler plan is kept'}: ${s.reason}${skip}`);
+  }
+  return out;
 }
 
 /** The tuning report as text: costs, plateau cut-offs, the plan against baselines, extras. */
@@ -244,6 +305,22 @@ export function formatTune(r: TuneResult): string {
       r.curves.map((c) => [c.stage, c.inputK, c.plateau.k, f4(c.plateau.recall), f4(c.plateau.maxRecall), `${c.plateau.kLo}-${c.plateau.kHi}`]),
     ),
   );
+  if (r.cutoffs.some((c) => c.plateau.folds.length > 0)) {
+    out.push('', `cut-offs per cross-validation fold (${r.evidence.folds} folds of the tuning queries, seed ${r.evidence.seed}): whole tuning split, and min-max over the folds:`);
+    out.push(
+      textTable(
+        ['stage', 'plateau k', 'folds', 'budget k', 'folds', 'note'],
+        r.cutoffs.map((c) => [
+          c.stage,
+          c.plateau.k ?? '-',
+          range(c.plateau.folds),
+          c.budget.k ?? 'dropped',
+          range(c.budget.folds),
+          c.budget.widenedTo !== undefined ? `folds disagree > 2x: raised to ${c.budget.widenedTo} (still within budget)` : '',
+        ]),
+      ),
+    );
+  }
   out.push('', `held-out quality (${r.splits.test}); latency predicted per query from the measured costs:`);
   const rows = [
     planRow('budget plan', r.chosen.test),
@@ -262,26 +339,11 @@ export function formatTune(r: TuneResult): string {
         `before ${before}; after ECE ${f4(c.after.ece)} Brier ${f4(c.after.brier)}${c.note ? ` (${c.note})` : ''}`,
     );
   }
-  if (r.fusion) {
-    const f = r.fusion;
-    out.push(
-      f.note
-        ? `fusion: ${f.note}`
-        : `fusion ${f.method} ${JSON.stringify(f.params)}: held-out nDCG@10 ${f4(f.test.fused)} vs last stage ${f4(f.test.lastStage)} ` +
-            `(${f.beatsLastStageOnTest ? 'beats' : 'does not beat'} it); ${f.adopted ? 'adopted (it won on the tuning split)' : 'not adopted (no gain on the tuning split)'}`,
-    );
-  }
-  if (r.earlyExit) {
-    const e = r.earlyExit;
-    out.push(
-      e.note
-        ? `early exit: ${e.note}`
-        : `early exit: margin >= ${e.margin?.toFixed(4)} skips the last stage for ${pct(e.skipped)} of tuning queries; ` +
-            `held-out: ${pct(e.test?.skipped ?? 0)} skipped, nDCG@10 ${f4(e.test?.['nDCG@10'] ?? NaN)}, p95 ${ms(e.test?.latencyMs.p95 ?? NaN)} ms`,
-    );
-  }
+  if (r.fusion?.params && Object.keys(r.fusion.params).length === 0 && r.fusion.note) out.push(`fusion: ${r.fusion.note}`);
+  if (r.earlyExit && r.earlyExit.margin === undefined && r.earlyExit.note) out.push(`early exit: ${r.earlyExit.note}`);
+  out.push(...formatEvidence(r));
   out.push(
-    `summary: the final plan keeps ${pct(r.summary.qualityRetained)} of the heavy stage's held-out nDCG@10 (whole pool) ` +
+    `summary: the adopted plan (${r.final.test.label}) keeps ${pct(r.summary.qualityRetained)} of the heavy stage's held-out nDCG@10 (whole pool) ` +
       `and avoids ${pct(r.summary.heavyPairsAvoided)} of its pairs`,
   );
   return out.join('\n');

@@ -85,6 +85,8 @@ function planRow(what: string, p: PlanSummary): unknown[] {
   return [what, p.label, f4(p['nDCG@10']), f4(p['R@10']), pairs.toFixed(0), ms(p.latencyMs.p50), ms(p.latencyMs.p95)];
 }
 
+const sgn = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${x.toFixed(4)}` : 'n/a');
+
 export async function tuneReport(r: TuneResult): Promise<string> {
   const parts: string[] = [];
   parts.push(`<h1>Winnow tuning report${r.specFile ? `: ${esc(r.specFile)}` : ''}</h1>`);
@@ -122,6 +124,50 @@ export async function tuneReport(r: TuneResult): Promise<string> {
       r.curves.map((c) => [c.stage, c.inputK, c.plateau.k, f4(c.plateau.recall), f4(c.plateau.maxRecall), `${c.plateau.kLo}-${c.plateau.kHi}`]),
     ),
   );
+
+  if (r.evidence?.steps.length) {
+    const e = r.evidence;
+    const lvl = `${Math.round(100 * e.level)}%`;
+    parts.push('<h2>Optional steps: adopted only on evidence</h2>');
+    parts.push(
+      `<p>nDCG@10 with the step minus without it. Tuning gain: on the queries it was fitted on. CV gain: ${e.folds}-fold cross-validation over the tuning queries ` +
+        `(each fold judged by a fit on the others), with its ${lvl} paired-bootstrap interval (${e.resamples} resamples, seed ${e.seed}). ` +
+        `A dropped stage or fusion is adopted when the CV gain is at least ${e.minGain} and the interval is above 0; an early exit when it skips queries ` +
+        'out of fold and the interval stays within the allowed loss. The held-out gain is reported, never used to choose.</p>',
+    );
+    parts.push(
+      table(
+        ['step', 'as fitted', 'tuning gain', 'CV gain', `${lvl} interval`, 'held-out gain', 'adopted', 'why'],
+        e.steps.map((s) => [
+          s.step,
+          s.detail,
+          sgn(s.tuneGain),
+          sgn(s.cvGain),
+          Number.isFinite(s.interval.lo) ? `[${sgn(s.interval.lo)}, ${sgn(s.interval.hi)}]` : 'n/a',
+          sgn(s.testGain),
+          s.adopted ? 'yes' : 'no',
+          s.reason,
+        ]),
+      ),
+    );
+  }
+  if (r.cutoffs?.some((c) => c.plateau.folds.length > 0)) {
+    const span = (ks: readonly number[]) => (ks.length === 0 ? '-' : Math.min(...ks) === Math.max(...ks) ? `${ks[0]}` : `${Math.min(...ks)}-${Math.max(...ks)}`);
+    parts.push(`<h2>Cut-offs per cross-validation fold</h2>`);
+    parts.push(
+      table(
+        ['stage', 'plateau k', 'plateau k over folds', 'budget k', 'budget k over folds', 'note'],
+        r.cutoffs.map((c) => [
+          c.stage,
+          c.plateau.k ?? '-',
+          span(c.plateau.folds),
+          c.budget.k ?? 'dropped',
+          span(c.budget.folds),
+          c.budget.widenedTo !== undefined ? `folds disagree > 2x: raised to ${c.budget.widenedTo}, still within budget` : '',
+        ]),
+      ),
+    );
+  }
 
   parts.push('<h2>Quality against latency</h2>');
   const kindOf = (c: TuneResult['configs'][number]) =>

@@ -5,13 +5,14 @@ import { EarlyExit } from '../../src/cascade/early-exit.js';
 import { compileSpec } from '../../src/cascade/spec.js';
 import { WinnowError } from '../../src/core/errors.js';
 import { runExperiment } from '../../src/eval/experiment.js';
-import { evaluateRanking, parseMeasure } from '../../src/eval/metrics.js';
 import { calibrationQuality, fitCalibration, fitIsotonic, fitPlatt } from '../../src/eval/tune/calibrate.js';
 import { logGrid, plateauIndex } from '../../src/eval/tune/curves.js';
 import { markPareto } from '../../src/eval/tune/planner.js';
 import { scorePools } from '../../src/eval/tune/pool.js';
 import { seededRandom } from '../../src/eval/tune/random.js';
-import { ndcg10, recallAt } from '../../src/eval/tune/simulate.js';
+import { evaluatePlan, type Plan } from '../../src/eval/tune/simulate.js';
+import { planToSpec } from '../../src/eval/tune/tune.js';
+import { registry } from '../../src/core/registry.js';
 import { cranfieldFixture, SPEC, tuneFixture } from './tune_fixture.js';
 
 test('log grid is nice numbers from min to max, ending at max', () => {
@@ -90,18 +91,68 @@ test('calibration refuses too few labelled pairs and never sigmoids a probabilit
   assert.equal(fitCalibration('isotonic', 'probability', probs, probs.map((p) => (p > 0.5 ? 1 : 0)), 'api').calibration.kind, 'isotonic');
 });
 
-test('pool metrics agree with the ir_measures-exact evaluator', async () => {
+test('a pool replays plans through the interpreter exactly as winnow eval runs the real stages', async () => {
   const f = await cranfieldFixture();
-  const pools = await scorePools({ spec: SPEC, env: f.env, docs: f.env.lookup, queries: f.tune.slice(0, 10), qrels: f.qrels });
-  const nd = parseMeasure('nDCG@10');
-  const r50 = parseMeasure('R@50');
-  for (const q of pools.queries) {
-    for (const order of q.order) {
-      const ids = Array.from(order, (i) => q.docIds[i]);
-      assert.ok(Math.abs(ndcg10(q, order) - evaluateRanking(f.qrels.get(q.qid), ids, nd)) < 1e-12);
-      assert.ok(Math.abs(recallAt(q, order, 50) - evaluateRanking(f.qrels.get(q.qid), ids, r50)) < 1e-12);
-    }
+  const queries = f.tune.slice(0, 12);
+  const pools = await scorePools({ spec: SPEC, env: f.env, docs: f.env.lookup, queries, qrels: f.qrels });
+  const plans: Plan[] = [
+    { steps: [{ stage: 0, k: 10 }] },
+    { steps: [{ stage: 0, k: 30 }, { stage: 2, k: 10 }] },
+    { steps: [{ stage: 0, k: 75 }, { stage: 1, k: 20 }, { stage: 2, k: 10 }] },
+    { steps: [{ stage: 0, k: 75 }, { stage: 1, k: 20 }, { stage: 2, k: 10 }], fusion: { kind: 'linear', weights: [0.3, 0.7] } },
+    { steps: [{ stage: 0, k: 50 }, { stage: 1, k: 15 }, { stage: 2, k: 10 }], fusion: { kind: 'rrf', k: 60 }, earlyExit: { margin: 1.5, k: 1 } },
+  ];
+  const judgedQueries = queries.filter((q) => pools.queries.some((p) => p.qid === q.id));
+  for (const plan of plans) {
+    const replayed = await evaluatePlan(pools, plan, 10);
+    const pipeline = await compileSpec(planToSpec(pools, plan, 10, 'x', new Map()), f.env, 'plan');
+    const exp = await runExperiment({ pipeline, queries: judgedQueries, qrels: f.qrels, docs: f.env.lookup, finalK: 10 });
+    judgedQueries.forEach((q, i) => {
+      assert.ok(Math.abs(replayed.perQueryNdcg[i] - exp.perQuery[q.id]['nDCG@10']) < 1e-12, `${JSON.stringify(plan)} query ${q.id}`);
+    });
+    // pairs: what the real cascade scored (its cache-less fusion re-scores the earlier reranker's input)
+    const realPairs = exp.stages.reduce((a, s) => a + (s.costs.pairs ?? 0), 0) / judgedQueries.length;
+    const replayPairs = replayed.pairs.reduce((a, b) => a + b, 0);
+    if (!plan.fusion) assert.ok(Math.abs(realPairs - replayPairs) < 1e-9, `${realPairs} vs ${replayPairs}`);
   }
+});
+
+test('a pool holds any pointwise stage, not only rerank, and refuses a listwise one', async () => {
+  const f = await cranfieldFixture();
+  registry.defineStage('titleLength', () => ({
+    name: 'titleLength',
+    kind: 'reranker',
+    scoring: 'pointwise',
+    scoreKind: 'unbounded',
+    async run(batch, ctx) {
+      const out = [];
+      for (const r of batch) {
+        const hits = [];
+        for (const h of r.hits) {
+          const d = h.doc ?? (await ctx.docs?.get(h.docId));
+          const score = (d?.text.length ?? 0) % 37;
+          hits.push({ ...h, score, scores: { ...h.scores, titleLength: score } });
+        }
+        out.push({ query: r.query, hits: hits.sort((a, b) => b.score - a.score || (a.docId > b.docId ? -1 : 1)) });
+      }
+      return out;
+    },
+    describe: () => ({ titleLength: {} }),
+  }), 'test: a pointwise plugin stage');
+  registry.defineStage('shuffleList', () => ({
+    name: 'shuffleList', kind: 'reranker', scoring: 'listwise', scoreKind: 'unbounded',
+    async run(batch) { return [...batch]; },
+    describe: () => ({ shuffleList: {} }),
+  }), 'test: a listwise plugin stage');
+  const pools = await scorePools({ spec: { stages: [{ retrieve: 'bm25', k: 40 }, { titleLength: {} }] }, env: f.env, docs: f.env.lookup, queries: f.tune.slice(0, 4), qrels: f.qrels });
+  assert.equal(pools.stages[1].name, 'titleLength');
+  const q = pools.queries[0];
+  const d = q.order[1][0];
+  assert.equal(q.scores[1][d], (f.env.docs.get(q.docIds[d])?.text.length ?? 0) % 37);
+  await assert.rejects(
+    scorePools({ spec: { stages: [{ retrieve: 'bm25', k: 40 }, { shuffleList: {} }] }, env: f.env, docs: f.env.lookup, queries: f.tune.slice(0, 4), qrels: f.qrels }),
+    /"shuffleList" is not a pointwise stage \(listwise\)/,
+  );
 });
 
 test('tune: the written spec reproduces the simulated plan in winnow eval (cut-offs, fusion, early exit)', async () => {
@@ -120,7 +171,7 @@ test('tune: the written spec reproduces the simulated plan in winnow eval (cut-o
   const pipeline = await compileSpec(r.spec, f.env, 'tuned');
   const exp = await runExperiment({ pipeline, queries: f.test, qrels: f.qrels, docs: f.env.lookup, finalK: 10 });
   assert.ok(Math.abs(exp.final['nDCG@10'] - r.final.test['nDCG@10']) < 1e-9, `${exp.final['nDCG@10']} vs ${r.final.test['nDCG@10']}`);
-  if (r.earlyExit?.margin !== undefined) assert.ok(pipeline.compile().some((s) => s instanceof EarlyExit));
+  assert.equal(pipeline.compile().some((s) => s instanceof EarlyExit), r.earlyExit?.adopted === true);
 });
 
 test('tune: a budget no plan can meet reports the cheapest plan', async () => {

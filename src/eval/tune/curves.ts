@@ -1,7 +1,8 @@
 import { percentile } from '../stats.js';
 import type { Pools } from './pool.js';
 import { seededRandom } from './random.js';
-import { type Plan, type PlanStep, ndcg10, recallAt, runPlan, Scratch } from './simulate.js';
+import { evaluateRanking, parseMeasure } from '../metrics.js';
+import { type Plan, type PlanStep, evaluatePlan, rankedIds, replayPlan } from './simulate.js';
 
 /**
  * Cut-offs to try: log-spaced "nice" numbers (1, 1.5, 2, 3, 5, 7.5 per decade) from `min`
@@ -70,8 +71,7 @@ export function plateauIndex(recall: ArrayLike<number>, epsilon: number): number
  * stages before it (the way a person sizes a cascade by hand, done carefully). Returns the
  * curves and the resulting plateau plan.
  */
-export function recallCurves(pools: Pools, opts: CurveOptions): { curves: StageCurve[]; plan: Plan } {
-  const scratch = new Scratch(pools.depth);
+export async function recallCurves(pools: Pools, opts: CurveOptions): Promise<{ curves: StageCurve[]; plan: Plan }> {
   const qs = pools.queries;
   const nStages = pools.stages.length;
   const chosen: PlanStep[] = [];
@@ -81,15 +81,17 @@ export function recallCurves(pools: Pools, opts: CurveOptions): { curves: StageC
     const grid = logGrid(opts.minK ?? 5, inputK);
     const hasNext = s + 1 < nStages;
     const rec = grid.map(() => new Float64Array(qs.length));
-    const nd = grid.map(() => new Float64Array(qs.length));
-    grid.forEach((k, g) => {
+    const nd: Float64Array[] = grid.map(() => new Float64Array(qs.length));
+    for (let g = 0; g < grid.length; g++) {
+      const k = grid[g];
       const own: Plan = { steps: [...chosen, { stage: s, k }] };
-      const withNext: Plan = { steps: [...chosen, { stage: s, k }, { stage: s + 1, k: opts.finalK }] };
+      const recallK = parseMeasure(`R@${k}`);
+      const { rankings } = await replayPlan(pools, own, k);
       qs.forEach((q, qi) => {
-        rec[g][qi] = recallAt(q, runPlan(q, pools, own, k, scratch).top, k);
-        if (hasNext) nd[g][qi] = ndcg10(q, runPlan(q, pools, withNext, opts.finalK, scratch).top);
+        rec[g][qi] = evaluateRanking(q.judged, rankedIds(rankings[qi]), recallK);
       });
-    });
+      if (hasNext) nd[g] = (await evaluatePlan(pools, { steps: [...chosen, { stage: s, k }, { stage: s + 1, k: opts.finalK }] }, opts.finalK)).perQueryNdcg;
+    }
     const curve = bootstrapCurve(pools.stages[s].name, inputK, grid, rec, hasNext ? nd : undefined, opts);
     curves.push(curve);
     chosen.push({ stage: s, k: curve.plateau.k });

@@ -1,7 +1,8 @@
 import type { Calibration } from '../../cascade/calibration.js';
+import { TopK } from '../../cascade/cutoff.js';
+import { EarlyExit } from '../../cascade/early-exit.js';
 import type { Pools, QueryPool } from './pool.js';
-import { type EarlyExitPlan, type Plan, ndcg10, runPlan, Scratch } from './simulate.js';
-import { calibrate } from '../../cascade/calibration.js';
+import { type EarlyExitPlan, type Plan, evaluatePlan, perQueryNdcg10, replayPlan } from './simulate.js';
 
 export interface EarlyExitChoice {
   /** undefined when no query can be skipped within the allowed loss */
@@ -22,23 +23,25 @@ export interface EarlyExitChoice {
  * last stage on every query. A query skips when its margin (calibrated score of rank 1
  * minus rank k+1 of the stage before the last) is >= tau.
  */
-export function tuneEarlyExit(pools: Pools, plan: Plan, calibration: Calibration, k: number, maxLoss: number, finalK: number): EarlyExitChoice {
-  const scratch = new Scratch(pools.depth);
-  const prevSteps = plan.steps.slice(0, -1);
-  const light: Plan = { steps: prevSteps };
-  const qs = pools.queries;
-  const full = new Float64Array(qs.length);
-  const lite = new Float64Array(qs.length);
-  const margins = new Float64Array(qs.length);
-  const prevStage = prevSteps[prevSteps.length - 1].stage;
-  const prevK = prevSteps[prevSteps.length - 1].k;
-  qs.forEach((q, i) => {
-    full[i] = ndcg10(q, runPlan(q, pools, { ...plan, earlyExit: undefined }, finalK, scratch).top);
-    // the light ranking the last stage would have received, cut to the final k if skipped
-    const input = runPlan(q, pools, light, prevK, scratch).top;
-    lite[i] = ndcg10(q, input.subarray(0, finalK));
-    margins[i] = marginOf(q, prevStage, input, calibration, k);
-  });
+export async function tuneEarlyExit(
+  pools: Pools,
+  plan: Plan,
+  calibration: Calibration,
+  k: number,
+  maxLoss: number,
+  finalK: number,
+  qs: readonly QueryPool[] = pools.queries,
+): Promise<EarlyExitChoice> {
+  const full = (await evaluatePlan(pools, { ...plan, earlyExit: undefined }, finalK, qs)).perQueryNdcg;
+  // the ranking the last stage would have received, cut to the final k when it is skipped
+  const { rankings } = await replayPlan(pools, plan, finalK, qs, plan.steps.length - 1);
+  const lite = perQueryNdcg10(
+    qs,
+    rankings.map((r) => ({ ...r, hits: r.hits.slice(0, finalK) })),
+  );
+  // the confidence the `EarlyExit` stage itself computes (its `then` plays no part in it)
+  const rule = new EarlyExit([new TopK(finalK)], 0, k, calibration);
+  const margins = Float64Array.from(rankings, (r) => rule.confidence(r));
   const n = qs.length;
   const meanFull = full.reduce((a, b) => a + b, 0) / n;
   // Sort queries by margin, most confident first; skipping the first j costs sum(full - lite).
@@ -64,10 +67,4 @@ export function tuneEarlyExit(pools: Pools, plan: Plan, calibration: Calibration
     maxLoss,
     curve,
   };
-}
-
-function marginOf(q: QueryPool, stage: number, list: Int32Array, cal: Calibration, k: number): number {
-  if (list.length <= k) return Infinity;
-  const s = q.scores[stage];
-  return calibrate(cal, s[list[0]]) - calibrate(cal, s[list[k]]);
 }

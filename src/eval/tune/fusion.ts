@@ -1,4 +1,4 @@
-import type { Pools } from './pool.js';
+import type { Pools, QueryPool } from './pool.js';
 import { type FusionPlan, type Plan, evaluatePlan, rerankSteps } from './simulate.js';
 
 export type FusionMethodName = 'rrf' | 'linear';
@@ -9,24 +9,31 @@ export type FusionMethodName = 'rrf' | 'linear';
  * nDCG@10: a 0.05 grid for two rerankers, coordinate ascent with shrinking steps for more.
  * Returns undefined when the plan runs fewer than two rerankers (nothing to fuse).
  */
-export function fitFusion(pools: Pools, plan: Plan, method: FusionMethodName, finalK: number, rrfK: number): FusionPlan | undefined {
+export async function fitFusion(
+  pools: Pools,
+  plan: Plan,
+  method: FusionMethodName,
+  finalK: number,
+  rrfK: number,
+  queries: readonly QueryPool[] = pools.queries,
+): Promise<FusionPlan | undefined> {
   const stages = rerankSteps(plan);
   if (stages.length < 2) return undefined;
   if (method === 'rrf') return { kind: 'rrf', k: rrfK };
-  const score = (weights: number[]) => evaluatePlan(pools, { ...plan, fusion: { kind: 'linear', weights } }, finalK)['nDCG@10'];
+  const score = async (weights: number[]) => (await evaluatePlan(pools, { ...plan, fusion: { kind: 'linear', weights } }, finalK, queries))['nDCG@10'];
   const m = stages.length;
   if (m === 2) {
     let best = { w: [0, 1], q: -Infinity };
     for (let i = 0; i <= 20; i++) {
       const w = [i / 20, 1 - i / 20];
-      const q = score(w);
+      const q = await score(w);
       // ">" keeps the first best, which favours the last stage (w[1] high) on ties
       if (q > best.q + 1e-12 || best.q === -Infinity) best = { w, q };
     }
     return { kind: 'linear', weights: best.w.map(round3) };
   }
   let w = new Array<number>(m).fill(1 / m);
-  let q = score(w);
+  let q = await score(w);
   for (const step of [0.2, 0.1, 0.05]) {
     let improved = true;
     while (improved) {
@@ -37,7 +44,7 @@ export function fitFusion(pools: Pools, plan: Plan, method: FusionMethodName, fi
           const sum = next.reduce((a, b) => a + b, 0);
           if (sum <= 0) continue;
           const norm = next.map((x) => x / sum);
-          const nq = score(norm);
+          const nq = await score(norm);
           if (nq > q + 1e-9) {
             w = norm;
             q = nq;

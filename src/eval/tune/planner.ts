@@ -1,5 +1,6 @@
 import type { Pools } from './pool.js';
 import { logGrid } from './curves.js';
+import { percentile } from '../stats.js';
 import { type Plan, type PlanEval, type PlanStep, evaluatePlan, planLabel } from './simulate.js';
 
 export type BudgetStat = 'p50' | 'p95';
@@ -72,9 +73,10 @@ export function markPareto(points: { quality: number; latency: number }[]): bool
  * the best nDCG@10 whose predicted per-query latency (p50 or p95) fits the budget; ties go
  * to the cheaper plan. When nothing fits, the cheapest plan is returned with `met: false`.
  */
-export function planForBudget(pools: Pools, finalK: number, budgetMs: number, stat: BudgetStat): BudgetChoice {
+export async function planForBudget(pools: Pools, finalK: number, budgetMs: number, stat: BudgetStat): Promise<BudgetChoice> {
   const plans = enumeratePlans(pools, finalK);
-  const evals = plans.map((plan) => evaluatePlan(pools, plan, finalK));
+  const evals: PlanEval[] = [];
+  for (const plan of plans) evals.push(await evaluatePlan(pools, plan, finalK));
   const pareto = markPareto(evals.map((e) => ({ quality: e['nDCG@10'], latency: e.latencyMs[stat] })));
   const points: PlanPoint[] = plans.map((plan, i) => ({
     label: planLabel(pools, plan, finalK),
@@ -97,4 +99,38 @@ export function planForBudget(pools: Pools, finalK: number, budgetMs: number, st
   if (best) return { points, best, met: true };
   const cheapest = points.reduce((a, b) => (b.eval.latencyMs[stat] < a.eval.latencyMs[stat] ? b : a));
   return { points, best: cheapest, met: false };
+}
+
+/** A plan's quality and latency statistic over some of the tuning queries (indices into them). */
+export function subsetStats(e: PlanEval, idx: readonly number[], stat: BudgetStat): { ndcg: number; latency: number } {
+  let sum = 0;
+  const ms: number[] = new Array(idx.length);
+  idx.forEach((i, j) => {
+    sum += e.perQueryNdcg[i];
+    ms[j] = e.perQueryMs[i];
+  });
+  return { ndcg: sum / idx.length, latency: percentile(ms, stat === 'p50' ? 50 : 95) };
+}
+
+/**
+ * The budget choice of `planForBudget` made again on a subset of the tuning queries (a
+ * fold's training queries), from the per-query numbers already computed: no replay.
+ * `allow` restricts the candidates (plans keeping every stage). Undefined when no allowed
+ * plan meets the budget on that subset.
+ */
+export function chooseOnSubset(
+  points: readonly PlanPoint[],
+  idx: readonly number[],
+  budgetMs: number,
+  stat: BudgetStat,
+  allow: (p: PlanPoint) => boolean = () => true,
+): PlanPoint | undefined {
+  let best: { p: PlanPoint; ndcg: number; latency: number } | undefined;
+  for (const p of points) {
+    if (!allow(p)) continue;
+    const s = subsetStats(p.eval, idx, stat);
+    if (s.latency > budgetMs) continue;
+    if (!best || s.ndcg > best.ndcg + 1e-12 || (Math.abs(s.ndcg - best.ndcg) <= 1e-12 && s.latency < best.latency)) best = { p, ...s };
+  }
+  return best?.p;
 }

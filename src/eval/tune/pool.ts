@@ -6,9 +6,8 @@ import { Costs } from '../../core/costs.js';
 import type { Stage } from '../../core/stage.js';
 import { docText, type Doc, type DocLookup, type Query, type ScoreKind } from '../../core/types.js';
 import { EmbeddingCache } from '../../rerank/embedding-cache.js';
-import { Rerank, scoreHits } from '../../rerank/rerank.js';
+import { retrievesCandidates } from '../../core/stage.js';
 import { StoredVectorScorer } from '../../rerank/stored-vectors.js';
-import type { Scorer } from '../../rerank/scorer.js';
 import { Retriever } from '../../retrieve/retriever.js';
 import type { Qrels } from '../metrics.js';
 import { median } from './random.js';
@@ -83,10 +82,14 @@ export interface QueryPool {
   gain: Float64Array;
   /** relevant documents in the qrels (value >= 1), in the pool or not */
   numRel: number;
-  /** ideal DCG@10 over all judged documents */
-  idcg10: number;
+  /** the qrels of this query, as `winnow eval` reads them */
+  judged: Map<string, number>;
+  /** pool index of each document id */
+  index: Map<string, number>;
   scores: Float32Array[];
   order: Int32Array[];
+  /** rank[s][d]: position of pool document d in order[s] */
+  rank: Int32Array[];
   /** ms the retriever took for this query, and ms per pair each reranker took */
   retrieveMs: number;
   pairMs: Float64Array;
@@ -120,6 +123,9 @@ export interface ScorePoolOptions {
   coldSample?: { queries?: number; smallDocs?: number; largeDocs?: number };
 }
 
+/** Stage keys that are no pointwise scoring stage: their choices are the tuner's own. */
+const NOT_POINTWISE = ['threshold', 'rrf', 'linear', 'union', 'earlyExit'];
+
 /**
  * Splits a linear cascade spec into its scoring stages. Cut-offs are dropped (the tuner
  * chooses them); anything else (thresholds, fusion) is refused, since its cut-offs are not
@@ -142,7 +148,8 @@ export function tunableStages(spec: CascadeSpec, where = 'spec'): { entries: Rec
       entries.push(rest);
       return;
     }
-    if ('rerank' in o) {
+    if (!NOT_POINTWISE.some((key) => key in o)) {
+      // any other stage (rerank, a plugin's key): whether it is pointwise is checked once compiled
       entries.push({ ...o, name: typeof o.name === 'string' ? o.name : `stage${entries.length}` });
       return;
     }
@@ -158,20 +165,17 @@ export function tunableStages(spec: CascadeSpec, where = 'spec'): { entries: Rec
   return { entries, depth };
 }
 
-/** Relevance facts per query that every measure here needs; undefined when nothing is relevant. */
-function judgedFacts(judged: Map<string, number> | undefined): { numRel: number; idcg10: number } | undefined {
+/** Relevant documents per query; undefined when nothing is judged relevant (no gain to rank for). */
+function judgedFacts(judged: Map<string, number> | undefined): { numRel: number } | undefined {
   if (!judged) return undefined;
   let numRel = 0;
-  const gains: number[] = [];
+  let gains = 0;
   for (const rel of judged.values()) {
     if (rel >= 1) numRel++;
-    if (rel > 0) gains.push(rel);
+    if (rel > 0) gains++;
   }
-  if (numRel === 0 && gains.length === 0) return undefined;
-  gains.sort((a, b) => b - a);
-  let idcg10 = 0;
-  for (let i = 0; i < Math.min(10, gains.length); i++) idcg10 += gains[i] / Math.log2(i + 2);
-  return { numRel, idcg10 };
+  if (numRel === 0 && gains === 0) return undefined;
+  return { numRel };
 }
 
 /**
@@ -195,14 +199,14 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
   }
   const retriever = compiled[0];
   if (!(retriever instanceof Retriever)) throw new WinnowError('bad_spec', `${where}: the first stage must be a retriever`);
-  const rerankers = compiled.slice(1).map((s, i) => {
-    if (!(s instanceof Rerank)) throw new WinnowError('bad_spec', `${where}: stage ${i + 1} is not a reranker`);
-    return s;
-  });
+  const rerankers = compiled.slice(1).map((s, i) => checkPointwise(s, `${where}: stages[${i + 1}]`));
   const deep = retriever.withK(depth);
 
-  const storedScorers = rerankers.map((r) => (r.scorer instanceof StoredVectorScorer ? r.scorer : undefined));
-  const caches = rerankers.map((r, i) => docCache(storedScorers[i]?.model ?? r.scorer));
+  const storedScorers = rerankers.map((r) => {
+    const scorer = scorerOf(r);
+    return scorer instanceof StoredVectorScorer ? scorer : undefined;
+  });
+  const caches = rerankers.map((r, i) => cacheOf(storedScorers[i]?.model ?? scorerOf(r)));
   const cacheBefore = caches.map((c) => (c ? { hits: c.hits, misses: c.misses } : undefined));
   const storedBefore = storedScorers.map((s) => (s ? { stored: s.stored, embedded: s.embedded } : undefined));
   const sample = { queries: opts.coldSample?.queries ?? 8, smallDocs: opts.coldSample?.smallDocs ?? 10, largeDocs: opts.coldSample?.largeDocs ?? 64 };
@@ -210,7 +214,7 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
   const queries: QueryPool[] = [];
   /** mean document length per pool (characters, clipped per stage at what the model reads) */
   const poolChars: Float64Array[] = [];
-  const clip = rerankers.map((r) => charClip(r.scorer));
+  const clip = rerankers.map(charClip);
   let skippedNoRelevant = 0;
   const retrieveMs: number[] = [];
   const fullMs: number[][] = rerankers.map(() => []);
@@ -242,18 +246,17 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
     const scores: Float32Array[] = [Float32Array.from(hits, (h) => h.score)];
     const pairMs = new Float64Array(rerankers.length);
     for (let s = 0; s < rerankers.length; s++) {
-      const scorer = rerankers[s].scorer;
+      const stage = rerankers[s];
       // Stored vectors are read on first use: that one-off read is not what a query pays.
       if (queries.length === 0 && storedScorers[s]) await storedScorers[s]!.scoreStored(query.text, hits);
       if (queries.length < SAMPLE && n > SMALL) {
         const ts = performance.now();
-        await scoreHits(scorer, query.text, hits.slice(0, SMALL), docs.slice(0, SMALL), new Costs());
+        await scoreDocs(stage, query, docs.slice(0, SMALL), docIds.slice(0, SMALL));
         smallMs[s].push(performance.now() - ts);
       }
       const ts = performance.now();
-      const out = n === 0 ? new Float32Array(0) : await scoreHits(scorer, query.text, hits, docs, new Costs());
+      const out = n === 0 ? new Float32Array(0) : await scoreDocs(stage, query, docs, docIds);
       const ms = performance.now() - ts;
-      if (out.length !== n) throw new WinnowError('model_error', `${rerankers[s].name}: returned ${out.length} scores for ${n} documents`);
       fullMs[s].push(ms);
       pairMs[s] = ms;
       scores.push(out);
@@ -263,18 +266,7 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
     poolChars.push(Float64Array.from(clip, (c) => meanChars(docs, c)));
     // a shallow pool still gives a slope: the large call then takes what the small one left
     if (coldInputs.length < sample.queries && n > 2 * sample.smallDocs) coldInputs.push({ query, docs });
-    const gain = Float64Array.from(docIds, (id) => judged.get(id) ?? 0);
-    queries.push({
-      qid: query.id,
-      docIds,
-      gain,
-      numRel: facts.numRel,
-      idcg10: facts.idcg10,
-      scores,
-      order: scores.map((sc) => orderBy(sc, docIds)),
-      retrieveMs: tRetrieve,
-      pairMs,
-    });
+    queries.push(buildQueryPool(query.id, docIds, scores, judged, { retrieveMs: tRetrieve, pairMs }) as QueryPool);
     progress?.tick();
   }
   progress?.finish();
@@ -290,8 +282,8 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i];
     const stage = compiled[i];
-    const name = stage instanceof Rerank ? stage.name : String(entry.retrieve);
-    const scoreKind: ScoreKind = stage instanceof Rerank ? stage.scorer.kind : 'unbounded';
+    const name = i === 0 ? String(entry.retrieve) : stage.name;
+    const scoreKind: ScoreKind = i === 0 ? 'unbounded' : (stage.scoreKind ?? 'unbounded');
     let cost: StageCost;
     if (opts.costs) cost = opts.costs[i];
     else if (i === 0) cost = { perPairMs: 0, fixedMs: median(retrieveMs), medianQueryMs: median(retrieveMs), measured: 'pool' };
@@ -322,9 +314,51 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
   return { stages, queries, depth, skippedNoRelevant };
 }
 
-/** The document-side embedding cache of a scorer (bi-encoder, late interaction), if it has one. */
-export function docCache(scorer: Scorer): EmbeddingCache | undefined {
-  const cache = (scorer as { cache?: unknown }).cache;
+/**
+ * A stage the pool can hold: pointwise (its score of a pair does not depend on the other
+ * documents in the list), so a pool scored once replays at any cut-off. Any such stage
+ * will do, a `Rerank` or a plugin's.
+ */
+function checkPointwise(stage: Stage, where: string): Stage {
+  if (retrievesCandidates(stage)) throw new WinnowError('bad_spec', `${where}: "${stage.name}" retrieves; winnow tune needs the retriever first and scoring stages after it`);
+  if (stage.scoring !== 'pointwise') {
+    throw new WinnowError(
+      'bad_spec',
+      `${where}: "${stage.name}" is not a pointwise stage (${stage.scoring ?? `a ${stage.kind}`}): winnow tune replays a pool scored once, which only pointwise scores allow`,
+      'tune the cascade of pointwise stages, then add listwise stages after the tuned ones',
+    );
+  }
+  return stage;
+}
+
+/**
+ * Scores documents with a pointwise stage by running it, as a cascade would, on a ranking of
+ * them (documents carried on the hits), and returns the scores in the documents' order.
+ */
+async function scoreDocs(stage: Stage, query: Query, docs: readonly Doc[], ids: readonly string[] = docs.map((d) => d.id)): Promise<Float32Array> {
+  // Ids as the retriever named them (a collection's stored vectors are found by them), and
+  // documents by lookup, not on the hits: a hit carrying its document counts as inline text.
+  const hits = ids.map((docId, i) => ({ docId, score: -i, scores: {} }));
+  const lookup = new Map(ids.map((id, i) => [id, docs[i]]));
+  const [out] = await stage.run([{ query, hits }], { docs: lookup, costs: new Costs() });
+  const byId = new Map(out.hits.map((h) => [h.docId, h.score]));
+  if (out.hits.length !== docs.length) throw new WinnowError('model_error', `${stage.name}: returned ${out.hits.length} hits for ${docs.length} documents`);
+  return Float32Array.from(ids, (id) => byId.get(id) as number);
+}
+
+/** The scorer a stage wraps (a `Rerank`'s), when it has one: where its caches and limits live. */
+function scorerOf(stage: Stage): object | undefined {
+  const scorer = (stage as { scorer?: unknown }).scorer;
+  return typeof scorer === 'object' && scorer !== null ? scorer : undefined;
+}
+
+/** The document-side embedding cache of a stage's scorer (bi-encoder, late interaction), if it has one. */
+export function docCache(stage: Stage): EmbeddingCache | undefined {
+  return cacheOf(scorerOf(stage));
+}
+
+function cacheOf(scorer: object | undefined): EmbeddingCache | undefined {
+  const cache = (scorer as { cache?: unknown } | undefined)?.cache;
   return cache instanceof EmbeddingCache ? cache : undefined;
 }
 
@@ -332,8 +366,8 @@ export function docCache(scorer: Scorer): EmbeddingCache | undefined {
  * Characters a model reads of a document at most: about 4 per token of its max length.
  * Only the ratio of pool means to the sample mean uses it, so a rough bound will do.
  */
-function charClip(scorer: Scorer): number {
-  const maxLength = (scorer as { maxLength?: unknown }).maxLength;
+function charClip(stage: Stage): number {
+  const maxLength = (scorerOf(stage) as { maxLength?: unknown } | undefined)?.maxLength;
   return typeof maxLength === 'number' && maxLength > 0 ? 4 * maxLength : Infinity;
 }
 
@@ -368,8 +402,8 @@ async function coldCost(
     );
   }
   const [stage] = (await compileSpec({ stages: [entry] }, env, where)).stages;
-  if (!(stage instanceof Rerank)) throw new WinnowError('bad_spec', `${where}: not a reranker`);
-  const cache = docCache(stage.scorer);
+  checkPointwise(stage, where);
+  const cache = docCache(stage);
   const hitsBefore = cache?.hits ?? 0;
   const seen = new Set<string>();
   const take = (docs: readonly Doc[], n: number): Doc[] => {
@@ -396,10 +430,10 @@ async function coldCost(
     const large = take(docs, sample.largeDocs);
     if (large.length <= small.length) continue;
     let t = performance.now();
-    await stage.scorer.score(query.text, small, new Costs());
+    await scoreDocs(stage, query, small);
     const tSmall = performance.now() - t;
     t = performance.now();
-    await stage.scorer.score(query.text, large, new Costs());
+    await scoreDocs(stage, query, large);
     const tLarge = performance.now() - t;
     slopes.push((tLarge - tSmall) / (large.length - small.length));
     smallMs.push(tSmall);
@@ -435,6 +469,40 @@ function fitCost(full: number[], n: number[], small: number[], smallN: number): 
   const perPairMs = Math.max(0, (medFull - medSmall) / (medN - smallN));
   const fixedMs = Math.max(0, medSmall - perPairMs * smallN);
   return { perPairMs, fixedMs, medianQueryMs: medFull };
+}
+
+/**
+ * One query's pool from its first-pass document ids and every stage's scores of them
+ * (scores[0]: the retriever's), with the orders and ranks the replay needs.
+ */
+export function buildQueryPool(
+  qid: string,
+  docIds: string[],
+  scores: Float32Array[],
+  judged: Map<string, number>,
+  timing: { retrieveMs: number; pairMs: Float64Array },
+): QueryPool | undefined {
+  const facts = judgedFacts(judged);
+  if (!facts) return undefined;
+  const order = scores.map((sc) => orderBy(sc, docIds));
+  const rank = order.map((o) => {
+    const r = new Int32Array(o.length);
+    o.forEach((d, pos) => (r[d] = pos));
+    return r;
+  });
+  return {
+    qid,
+    docIds,
+    gain: Float64Array.from(docIds, (id) => judged.get(id) ?? 0),
+    numRel: facts.numRel,
+    judged,
+    index: new Map(docIds.map((id, i) => [id, i])),
+    scores,
+    order,
+    rank,
+    retrieveMs: timing.retrieveMs,
+    pairMs: timing.pairMs,
+  };
 }
 
 /** Pool indices best first by score, ties by doc id descending (as `compareHits`). */

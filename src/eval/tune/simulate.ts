@@ -1,4 +1,12 @@
-import { type Calibration, calibrate } from '../../cascade/calibration.js';
+import type { Calibration } from '../../cascade/calibration.js';
+import { TopK } from '../../cascade/cutoff.js';
+import { EarlyExit } from '../../cascade/early-exit.js';
+import { Fusion } from '../../cascade/fusion.js';
+import { Pipeline } from '../../cascade/pipeline.js';
+import { Costs, PAIRS } from '../../core/costs.js';
+import type { Stage, StageContext, StageDescription } from '../../core/stage.js';
+import type { Hit, Ranking, ScoreKind } from '../../core/types.js';
+import { evaluateRanking, parseMeasure } from '../metrics.js';
 import { percentile } from '../stats.js';
 import type { Pools, QueryPool } from './pool.js';
 
@@ -12,7 +20,7 @@ export type FusionPlan = { kind: 'rrf'; k: number } | { kind: 'linear'; weights:
 
 /**
  * Skip the last stage for a query when the stage before it is confident: the calibrated
- * score of its rank 1 minus that of rank k+1 is at least `margin`.
+ * score of its rank 1 minus that of rank k+1 is at least `margin` (the `EarlyExit` stage).
  */
 export interface EarlyExitPlan {
   margin: number;
@@ -31,20 +39,15 @@ export interface Plan {
   earlyExit?: EarlyExitPlan;
 }
 
-export interface QueryOutcome {
-  /** final ranking as pool indices, best first */
-  top: Int32Array;
-  /** pairs each stage scored for this query (0 for the retriever and skipped stages) */
-  pairs: Float64Array;
-  ms: number;
-  skipped: boolean;
-}
-
 export interface PlanEval {
   queries: number;
   'nDCG@10': number;
   'R@10': number;
   perQueryNdcg: Float64Array;
+  /** predicted ms per query */
+  perQueryMs: Float64Array;
+  /** pairs scored per query, per stage of the pool: [stage][query] */
+  perQueryPairs: Float64Array[];
   /** mean pairs per query, per stage of the pool */
   pairs: number[];
   latencyMs: { p50: number; p95: number; mean: number };
@@ -52,99 +55,174 @@ export interface PlanEval {
   skipped: number;
 }
 
-/** Reusable scratch memory, so replaying thousands of plans allocates little. */
-export class Scratch {
-  mark: Int32Array;
-  gen = 0;
-  constructor(depth: number) {
-    this.mark = new Int32Array(depth);
+const NDCG10 = parseMeasure('nDCG@10');
+/** Replayed hits keep no score history (nothing downstream reads it): one shared, frozen record. */
+const NO_SCORES: Record<string, number> = Object.freeze({}) as Record<string, number>;
+const R10 = parseMeasure('R@10');
+
+/**
+ * Replayed hits, made once per (query, stage) in that stage's order: stages never mutate the
+ * hits they are given, so every replay can share them. Each carries its position in the
+ * query's pool, so the next pool stage finds its scores without a lookup by id (hits a
+ * fusion makes anew are looked up by id).
+ */
+const hitCache = new WeakMap<QueryPool, (PoolHit[] | undefined)[]>();
+
+type PoolHit = Hit & { readonly poolIndex: number };
+
+function stageHits(q: QueryPool, s: number): PoolHit[] {
+  let byStage = hitCache.get(q);
+  if (!byStage) {
+    byStage = q.scores.map(() => undefined);
+    hitCache.set(q, byStage);
   }
-}
-
-/** Replays one plan on one query's pool. */
-export function runPlan(q: QueryPool, pools: Pools, plan: Plan, finalK: number, scratch: Scratch): QueryOutcome {
-  const pairs = new Float64Array(pools.stages.length);
-  let ms = q.retrieveMs;
-  const first = plan.steps[0];
-  const o0 = q.order[first.stage];
-  let list = o0.subarray(0, Math.min(plan.steps.length === 1 ? finalK : first.k, o0.length));
-  let skipped = false;
-  for (let j = 1; j < plan.steps.length; j++) {
-    const step = plan.steps[j];
-    const last = j === plan.steps.length - 1;
-    if (last && plan.earlyExit) {
-      const prev = plan.steps[j - 1].stage;
-      if (margin(q, prev, list, plan.earlyExit) >= plan.earlyExit.margin) {
-        skipped = true;
-        list = list.subarray(0, Math.min(finalK, list.length));
-        break;
-      }
-    }
-    const cost = pools.stages[step.stage].cost;
-    pairs[step.stage] = list.length;
-    ms += cost.fixedMs + q.pairMs[step.stage - 1] * list.length;
-    const keep = last ? finalK : step.k;
-    if (last && plan.fusion) {
-      list = fuse(q, plan, list, finalK, scratch);
-      break;
-    }
-    list = filterOrder(q.order[step.stage], list, keep, scratch);
+  let hits = byStage[s];
+  if (!hits) {
+    const sc = q.scores[s];
+    hits = Array.from(q.order[s], (d) => ({ docId: q.docIds[d], score: sc[d], scores: NO_SCORES, poolIndex: d }));
+    byStage[s] = hits;
   }
-  return { top: list, pairs, ms, skipped };
-}
-
-/** The first `keep` entries of `order` that are in `members`, in `order`'s order. */
-function filterOrder(order: Int32Array, members: Int32Array, keep: number, scratch: Scratch): Int32Array {
-  const gen = ++scratch.gen;
-  const mark = scratch.mark;
-  for (let i = 0; i < members.length; i++) mark[members[i]] = gen;
-  const n = Math.min(keep, members.length);
-  const out = new Int32Array(n);
-  let m = 0;
-  for (let i = 0; i < order.length && m < n; i++) if (mark[order[i]] === gen) out[m++] = order[i];
-  return out;
-}
-
-function margin(q: QueryPool, stage: number, list: Int32Array, rule: EarlyExitPlan): number {
-  if (list.length <= rule.k) return Infinity;
-  const s = q.scores[stage];
-  return calibrate(rule.calibration, s[list[0]]) - calibrate(rule.calibration, s[list[rule.k]]);
+  return hits;
 }
 
 /**
- * Fusion over the last stage's input, exactly as `Fusion` computes it in a cascade: each
- * reranker's ranking of that input, fused by RRF or a weighted sum of min-max normalised scores.
+ * What one replay of a plan paid, per query: pairs each pool stage scored and the predicted
+ * ms. A pool stage is charged once per (query, document), as a score cache would serve the
+ * second request, so fusion re-reading an earlier reranker's scores costs nothing.
  */
-function fuse(q: QueryPool, plan: Plan, list: Int32Array, finalK: number, scratch: Scratch): Int32Array {
-  const fusion = plan.fusion as FusionPlan;
-  const stages = rerankSteps(plan);
-  const fused = new Float64Array(list.length);
-  const pos = new Map<number, number>();
-  list.forEach((d, i) => pos.set(d, i));
-  stages.forEach((s, si) => {
-    const ranked = filterOrder(q.order[s], list, list.length, scratch);
-    if (fusion.kind === 'rrf') {
-      for (let r = 0; r < ranked.length; r++) fused[pos.get(ranked[r]) as number] += 1 / (fusion.k + r + 1);
-      return;
+class ReplayMeter {
+  readonly byQid = new Map<string, number>();
+  readonly ms: Float64Array;
+  readonly pairs: Float64Array[];
+  private readonly seen: (Uint8Array | undefined)[][];
+
+  constructor(
+    readonly pools: Pools,
+    readonly queries: readonly QueryPool[],
+  ) {
+    queries.forEach((q, i) => this.byQid.set(q.qid, i));
+    this.ms = new Float64Array(queries.length);
+    this.pairs = pools.stages.map(() => new Float64Array(queries.length));
+    this.seen = queries.map(() => pools.stages.map(() => undefined));
+  }
+
+  query(qid: string): { q: QueryPool; i: number } {
+    const i = this.byQid.get(qid);
+    if (i === undefined) throw new Error(`replay: query ${qid} is not in the pools`);
+    return { q: this.queries[i], i };
+  }
+
+  chargeRetrieval(i: number): void {
+    this.ms[i] += this.queries[i].retrieveMs;
+  }
+
+  chargePairs(i: number, stage: number, idx: ArrayLike<number>): number {
+    const q = this.queries[i];
+    let marks = this.seen[i][stage];
+    if (!marks) {
+      marks = new Uint8Array(q.docIds.length);
+      this.seen[i][stage] = marks;
     }
-    const sc = q.scores[s];
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (const d of ranked) {
-      lo = Math.min(lo, sc[d]);
-      hi = Math.max(hi, sc[d]);
+    let fresh = 0;
+    for (let j = 0; j < idx.length; j++) {
+      if (marks[idx[j]] === 0) {
+        marks[idx[j]] = 1;
+        fresh++;
+      }
     }
-    const span = hi - lo;
-    for (const d of ranked) fused[pos.get(d) as number] += fusion.weights[si] * (span > 0 ? (sc[d] - lo) / span : 1);
-  });
-  const idx = Array.from(list.keys());
-  idx.sort((a, b) => {
-    if (fused[a] !== fused[b]) return fused[b] - fused[a];
-    const da = q.docIds[list[a]];
-    const db = q.docIds[list[b]];
-    return da > db ? -1 : da < db ? 1 : 0;
-  });
-  return Int32Array.from(idx.slice(0, finalK), (i) => list[i]);
+    if (fresh > 0) {
+      this.pairs[stage][i] += fresh;
+      this.ms[i] += this.pools.stages[stage].cost.fixedMs + q.pairMs[stage - 1] * fresh;
+    }
+    return fresh;
+  }
+}
+
+/**
+ * The pool's first pass as a retriever: a query's pool in first-pass order, with its scores.
+ * It takes a following `top(k)` as its depth, as every retriever does.
+ */
+class PoolRetriever implements Stage {
+  readonly kind = 'retriever' as const;
+  readonly scoring = 'pointwise' as const;
+  readonly name: string;
+  readonly scoreKind: ScoreKind;
+
+  constructor(
+    private readonly meter: ReplayMeter,
+    readonly k: number,
+  ) {
+    const s = meter.pools.stages[0];
+    this.name = s.name;
+    this.scoreKind = s.scoreKind;
+  }
+
+  absorb(next: Stage): Stage | undefined {
+    return next instanceof TopK ? new PoolRetriever(this.meter, Math.min(this.k, next.k)) : undefined;
+  }
+
+  describe(): StageDescription {
+    return { poolRetriever: this.name, k: this.k };
+  }
+
+  async run(batch: readonly Ranking[]): Promise<Ranking[]> {
+    return batch.map((r) => {
+      const { q, i } = this.meter.query(r.query.id);
+      this.meter.chargeRetrieval(i);
+      return { query: r.query, hits: stageHits(q, 0).slice(0, this.k) };
+    });
+  }
+}
+
+/**
+ * A pointwise stage of the pool, answering the scores it gave in the one scoring pass: any
+ * cascade of cut-offs, fusion or early exit around it then runs as the real stages would,
+ * because a pointwise score does not depend on the other documents in the list.
+ */
+class PoolStage implements Stage {
+  readonly kind = 'reranker' as const;
+  readonly scoring = 'pointwise' as const;
+  readonly name: string;
+  readonly scoreKind: ScoreKind;
+
+  constructor(
+    private readonly meter: ReplayMeter,
+    readonly stage: number,
+  ) {
+    const s = meter.pools.stages[stage];
+    this.name = s.name;
+    this.scoreKind = s.scoreKind;
+  }
+
+  describe(): StageDescription {
+    return { poolStage: this.name };
+  }
+
+  async run(batch: readonly Ranking[], ctx: StageContext): Promise<Ranking[]> {
+    const s = this.stage;
+    return batch.map((r) => {
+      const { q, i } = this.meter.query(r.query.id);
+      const n = r.hits.length;
+      const idx = new Int32Array(n);
+      for (let j = 0; j < n; j++) {
+        const h = r.hits[j] as Hit & { poolIndex?: number };
+        const d = h.poolIndex ?? q.index.get(h.docId);
+        if (d === undefined) throw new Error(`replay: document ${r.hits[j].docId} is not in the pool of query ${q.qid}`);
+        idx[j] = d;
+      }
+      ctx.costs.add(PAIRS, this.meter.chargePairs(i, s, idx));
+      // The pool's order is score descending then doc id descending (`compareHits`), so
+      // sorting the documents' positions in it sorts them as the stage would.
+      const rank = q.rank[s];
+      const positions = new Int32Array(n);
+      for (let j = 0; j < n; j++) positions[j] = rank[idx[j]];
+      positions.sort();
+      const ranked = stageHits(q, s);
+      const hits: Hit[] = new Array(n);
+      for (let j = 0; j < n; j++) hits[j] = ranked[positions[j]];
+      return { query: r.query, hits };
+    });
+  }
 }
 
 /** Stage indices of the rerankers a plan runs: the lists fusion combines. */
@@ -152,54 +230,98 @@ export function rerankSteps(plan: Plan): number[] {
   return plan.steps.slice(1).map((s) => s.stage);
 }
 
-/** nDCG@10 of a ranking of pool indices (gains are raw qrels values, as in metrics.ts). */
-export function ndcg10(q: QueryPool, top: ArrayLike<number>): number {
-  if (q.idcg10 === 0) return 0;
-  let dcg = 0;
-  const n = Math.min(10, top.length);
-  for (let i = 0; i < n; i++) {
-    const g = q.gain[top[i]];
-    if (g > 0) dcg += g / Math.log2(i + 2);
+/**
+ * The plan as a cascade of real stages over the pool (the shape `planToSpec` writes):
+ * retriever, then each kept reranker with its cut-off; the last reranker (or the fusion of
+ * all of them) inside an early exit when the plan has one; the final k. `upTo` stops after
+ * that many steps, cut at the last one's k: the input a later stage would receive.
+ */
+function planPipeline(meter: ReplayMeter, plan: Plan, finalK: number, upTo = plan.steps.length): Pipeline {
+  const steps = plan.steps.slice(0, upTo);
+  const whole = upTo === plan.steps.length;
+  const stages: Stage[] = [new PoolRetriever(meter, meter.pools.depth)];
+  stages.push(new TopK(steps.length === 1 && whole ? finalK : steps[0].k));
+  for (let j = 1; j < steps.length; j++) {
+    const isLast = whole && j === steps.length - 1;
+    if (!isLast) {
+      stages.push(new PoolStage(meter, steps[j].stage), new TopK(steps[j].k));
+      continue;
+    }
+    let last: Stage = new PoolStage(meter, steps[j].stage);
+    if (plan.fusion) {
+      const inputs = rerankSteps(plan).map((s) => new Pipeline([new PoolStage(meter, s)]));
+      last =
+        plan.fusion.kind === 'rrf'
+          ? new Fusion('fused', inputs, { kind: 'rrf', k: plan.fusion.k })
+          : new Fusion('fused', inputs, { kind: 'linear', weights: plan.fusion.weights, normalize: 'minmax' });
+    }
+    if (plan.earlyExit) last = new EarlyExit([last], plan.earlyExit.margin, plan.earlyExit.k, plan.earlyExit.calibration);
+    stages.push(last, new TopK(finalK));
   }
-  return dcg / q.idcg10;
+  return new Pipeline(stages);
 }
 
-/** R@k: relevant documents (qrels value >= 1) in the first k, over all relevant ones. */
-export function recallAt(q: QueryPool, top: ArrayLike<number>, k: number): number {
-  if (q.numRel === 0) return 0;
-  let hits = 0;
-  const n = Math.min(k, top.length);
-  for (let i = 0; i < n; i++) if (q.gain[top[i]] >= 1) hits++;
-  return hits / q.numRel;
+export interface Replay {
+  rankings: Ranking[];
+  meter: { ms: Float64Array; pairs: Float64Array[] };
 }
 
-export function evaluatePlan(pools: Pools, plan: Plan, finalK: number, queries: readonly QueryPool[] = pools.queries): PlanEval {
-  const scratch = new Scratch(pools.depth);
-  const perQueryNdcg = new Float64Array(queries.length);
-  const pairs = new Array<number>(pools.stages.length).fill(0);
-  const ms: number[] = [];
-  let recall = 0;
-  let skipped = 0;
-  queries.forEach((q, i) => {
-    const out = runPlan(q, pools, plan, finalK, scratch);
-    perQueryNdcg[i] = ndcg10(q, out.top);
-    recall += recallAt(q, out.top, 10);
-    for (let s = 0; s < pairs.length; s++) pairs[s] += out.pairs[s];
-    ms.push(out.ms);
-    if (out.skipped) skipped++;
-  });
+/**
+ * Replays a plan on pools through `Pipeline.execute`, the interpreter `winnow eval` and
+ * `winnow serve` run, with every pool query in one batch. `upTo` replays only the first
+ * steps (see `planPipeline`).
+ */
+export async function replayPlan(pools: Pools, plan: Plan, finalK: number, queries: readonly QueryPool[] = pools.queries, upTo?: number): Promise<Replay> {
+  const meter = new ReplayMeter(pools, queries);
+  const pipeline = planPipeline(meter, plan, finalK, upTo);
+  const batch: Ranking[] = queries.map((q) => ({ query: { id: q.qid, text: '' }, hits: [] }));
+  const { rankings } = await pipeline.execute(batch, { costs: new Costs() });
+  return { rankings, meter };
+}
+
+/** Doc ids of a ranking, best first. */
+export function rankedIds(r: Ranking): string[] {
+  return r.hits.map((h) => h.docId);
+}
+
+/** nDCG@10 of every query's ranking, by the evaluator `winnow eval` uses. */
+export function perQueryNdcg10(queries: readonly QueryPool[], rankings: readonly Ranking[]): Float64Array {
+  return Float64Array.from(queries, (q, i) => evaluateRanking(q.judged, rankedIds(rankings[i]), NDCG10));
+}
+
+export async function evaluatePlan(pools: Pools, plan: Plan, finalK: number, queries: readonly QueryPool[] = pools.queries): Promise<PlanEval> {
+  const { rankings, meter } = await replayPlan(pools, plan, finalK, queries);
   const n = queries.length;
-  let sum = 0;
-  for (const v of perQueryNdcg) sum += v;
+  const perQueryNdcg = perQueryNdcg10(queries, rankings);
+  let recall = 0;
+  queries.forEach((q, i) => {
+    recall += evaluateRanking(q.judged, rankedIds(rankings[i]), R10);
+  });
+  const last = plan.steps[plan.steps.length - 1].stage;
+  let skipped = 0;
+  if (plan.earlyExit) for (let i = 0; i < n; i++) if (meter.pairs[last][i] === 0 && rankings[i].hits.length > 0) skipped++;
+  const ms = Array.from(meter.ms);
   return {
     queries: n,
-    'nDCG@10': sum / n,
+    'nDCG@10': meanOf(perQueryNdcg),
     'R@10': recall / n,
     perQueryNdcg,
-    pairs: pairs.map((p) => p / n),
-    latencyMs: { p50: percentile(ms, 50), p95: percentile(ms, 95), mean: ms.reduce((a, b) => a + b, 0) / n },
+    perQueryMs: meter.ms,
+    perQueryPairs: meter.pairs,
+    pairs: meter.pairs.map(meanOf),
+    latencyMs: latencyOf(ms),
     skipped: skipped / n,
   };
+}
+
+export function meanOf(a: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i];
+  return a.length > 0 ? s / a.length : NaN;
+}
+
+export function latencyOf(ms: readonly number[]): PlanEval['latencyMs'] {
+  return { p50: percentile(ms, 50), p95: percentile(ms, 95), mean: ms.reduce((a, b) => a + b, 0) / ms.length };
 }
 
 /** A short human label: `bm25 200 → light 50 → heavy 10`. */
