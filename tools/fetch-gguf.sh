@@ -8,9 +8,13 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # node-llama-cpp is an optional peer dependency (its CUDA/Vulkan prebuilds are ~700 MB, which
-# every `npm ci` would pay): install it here, without touching package.json or the lock file.
+# every `npm ci` would pay). npm will not install a package the root declares as a peer with
+# `npm install --no-save` ("up to date"), so it goes into a prefix of its own under .venv/ and is
+# linked into node_modules; package.json and the lock file stay untouched.
 if ! (cd "$root" && node -e 'import("node-llama-cpp").then(() => process.exit(0), () => process.exit(1))') >/dev/null 2>&1; then
-  (cd "$root" && npm install --no-save --ignore-scripts node-llama-cpp@^3.22.1 >&2)
+  mkdir -p "$root/.venv/gguf/npm"
+  npm install --prefix "$root/.venv/gguf/npm" --no-save --ignore-scripts --no-audit --no-fund node-llama-cpp@^3.22.1 >&2
+  ln -sfn ../.venv/gguf/npm/node_modules/node-llama-cpp "$root/node_modules/node-llama-cpp"
 fi
 venv="$root/.venv/gguf"
 if [ ! -x "$venv/bin/python" ]; then

@@ -48,3 +48,9 @@ if command -v javac >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
   # Downloads OpenSearch and the k-NN plugin from Maven Central on the first run only.
   bash deploy/cluster/opensearch.sh build
 fi
+
+# The GGUF backend's end-to-end test: node-llama-cpp (optional peer, linked into node_modules)
+# and PyPI's gemma3-270m GGUF (a base model: plumbing only). Without them that one test skips.
+if ! bash tools/fetch-gguf.sh >/dev/null 2>/tmp/winnow-fetch-gguf.log; then
+  echo "test-setup: tools/fetch-gguf.sh failed (see /tmp/winnow-fetch-gguf.log); the GGUF test will skip"
+fi
