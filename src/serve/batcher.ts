@@ -3,7 +3,7 @@ import { WinnowError } from '../core/errors.js';
 import { Costs } from '../core/costs.js';
 import type { Doc, ScoreKind } from '../core/types.js';
 import type { WinnowEnv } from '../cascade/env.js';
-import type { Scorer } from '../rerank/scorer.js';
+import { checkScoreCount, type Scorer } from '../rerank/scorer.js';
 import type { Cancellation } from './cancel.js';
 
 /**
@@ -237,11 +237,7 @@ export class BatchingScorer implements Scorer {
     const t0 = this.clock();
     try {
       const results = await this.scoreSlices(slices);
-      slices.forEach((s, i) => {
-        if (results[i].length !== s.to - s.from) {
-          throw new WinnowError('model_error', `${this.id}: scorer returned ${results[i].length} scores for ${s.to - s.from} documents`);
-        }
-      });
+      slices.forEach((s, i) => checkScoreCount(this.id, results[i].length, s.to - s.from));
       slices.forEach((s, i) => {
         s.p.scores.set(results[i], s.from);
         s.p.done += s.to - s.from;
@@ -290,9 +286,7 @@ export class BatchingScorer implements Scorer {
       for (const [query, idx] of byQuery) {
         const docs = idx.flatMap((i) => slices[i].p.docs.slice(slices[i].from, slices[i].to));
         const scores = await this.inner.score(query, docs, costs);
-        if (scores.length !== docs.length) {
-          throw new WinnowError('model_error', `${this.id}: scorer returned ${scores.length} scores for ${docs.length} documents`);
-        }
+        checkScoreCount(this.id, scores.length, docs.length);
         let off = 0;
         for (const i of idx) {
           const len = slices[i].to - slices[i].from;
