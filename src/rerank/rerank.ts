@@ -47,12 +47,10 @@ export class Rerank implements Stage {
     // Hits with stored document vectors are scored without reading their text (or the cache:
     // a dot product is cheaper than hashing the document to look its score up).
     const stored = await this.scorer.scoreStored?.(r.query.text, r.hits, ctx.costs);
-    const docs: Doc[] = new Array<Doc>(n);
     const open: number[] = [];
-    await Promise.all(r.hits.map(async (h, i) => {
-      if (!(stored && !Number.isNaN(stored[i]))) docs[i] = await lookupDoc(h, ctx, this.name);
-    }));
-    for (let i = 0; i < n; i++) if (!(stored && !Number.isNaN(stored[i]))) open.push(i);
+    for (let i = 0; i < n; i++) if (!stored || Number.isNaN(stored[i])) open.push(i);
+    const docs: Doc[] = new Array<Doc>(n);
+    await Promise.all(open.map(async (i) => (docs[i] = await lookupDoc(r.hits[i], ctx, this.name))));
     const scores = stored ?? new Float32Array(n);
     const missing: number[] = [];
     if (ctx.cache) {
@@ -107,8 +105,6 @@ export async function lookupDoc(hit: Hit, ctx: StageContext, stage: string): Pro
   }
   return doc;
 }
-
-export { checkScoreCount } from './scorer.js';
 
 registry.defineStage(
   'rerank',

@@ -49,6 +49,7 @@ export interface TuneChoices {
   fuse?: FusionMethodName;
   rrfK: number;
   earlyExit: boolean;
+  /** relative nDCG@10 loss the early exit may cost on the tuning split */
   earlyExitLoss: number;
   resamples: number;
   seed: number;
@@ -58,28 +59,15 @@ export interface TuneChoices {
   minGain?: number;
   /** level of the paired-bootstrap intervals (default 0.95) */
   level?: number;
+  /** how the splits were made, said in the report */
   splitNote?: string;
 }
 
 export interface TuneOptions extends TuneChoices {
-  spec: CascadeSpec;
-  specFile?: string;
   env: WinnowEnv;
   docs: DocLookup;
   tune: { queries: readonly Query[]; qrels: Qrels; name: string };
   test: { queries: readonly Query[]; qrels: Qrels; name: string };
-  budgetMs: number;
-  budgetStat: BudgetStat;
-  epsilon: number;
-  finalK: number;
-  calibrate?: CalibrationMethod;
-  fuse?: FusionMethodName;
-  rrfK: number;
-  earlyExit: boolean;
-  /** relative nDCG@10 loss the early exit may cost on the tuning split */
-  earlyExitLoss: number;
-  resamples: number;
-  seed: number;
   progress?: boolean;
   /**
    * environment to load fresh, cache-less scorers from, to measure the cold cost of stages
@@ -88,8 +76,6 @@ export interface TuneOptions extends TuneChoices {
    */
   coldEnv?: WinnowEnv;
   coldSample?: { queries?: number; smallDocs?: number; largeDocs?: number };
-  /** how the splits were made, said in the report */
-  splitNote?: string;
 }
 
 /** A plan's numbers as JSON carries them (no per-query arrays). */

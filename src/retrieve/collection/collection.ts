@@ -326,16 +326,7 @@ export class Collection implements DocLookup {
    * candidates. Later writes embed their documents with it too. One commit.
    */
   async addModel(embedder: Embedder, ref: string, opts: { progress?: boolean } = {}): Promise<{ documents: number; segments: number; generation: number }> {
-    const lock = await WriterLock.acquire(this.dir, { timeoutMs: this.opts.lockTimeoutMs });
-    let journal: Journal | undefined;
-    try {
-      const onDisk = readManifest(this.dir);
-      if (onDisk.generation !== this.manifest.generation) {
-        this.manifest = onDisk;
-        this.load();
-      }
-      sweepJournals(this.dir, onDisk);
-      const base = this.manifest;
+    return this.commitWrite(async (base, journal) => {
       if (this.storedModels.some((m) => m.id === embedder.id)) {
         throw new WinnowError('bad_input', `collection "${base.name}" already stores vectors of model "${embedder.id}"`, 'nothing to add');
       }
@@ -344,7 +335,6 @@ export class Collection implements DocLookup {
       const next: Manifest = structuredClone(base);
       next.generation = base.generation + 1;
       next.models = [...(base.models ?? []), model];
-      journal = new Journal(this.dir, next.generation);
       const progress = opts.progress === false ? undefined : new Progress(`add model to ${base.name}`, this.gen.liveCount, 'docs');
       let documents = 0;
       for (let si = 0; si < this.gen.segments.length; si++) {
@@ -359,24 +349,20 @@ export class Collection implements DocLookup {
           live.forEach((d, i) => vectors.set(liveVectors.subarray(i * model.dim, (i + 1) * model.dim), d * model.dim));
         }
         const entry = next.segments[si];
-        (entry.models ??= {})[model.id] = writeModelVectors(this.dir, entry.id, entry.docs, model, vectors, next.files, journal);
+        (entry.models ??= {})[model.id] = writeModelVectors(this.dir, entry.id, entry.docs, model, vectors, next.files, journal());
         documents += live.length;
       }
       progress?.finish();
       next.files = filesOf(next);
-      lock.check();
-      commitManifest(this.dir, next);
-      this.manifest = next;
-      rememberVerified(this.dir, next.files);
-      this.opts.models = [...(this.opts.models ?? []), embedder];
-      this.load('own');
-      return { documents, segments: next.segments.length, generation: next.generation };
-    } finally {
-      if (journal) closeJournal(journal, this.dir);
-      lock.release();
-    }
+      return {
+        next,
+        result: { documents, segments: next.segments.length, generation: next.generation },
+        beforeLoad: () => {
+          this.opts.models = [...(this.opts.models ?? []), embedder];
+        },
+      };
+    });
   }
-
 
   /** Adds documents; an id already present is rejected unless `upsert`. One commit. */
   add(docs: Iterable<Doc> | AsyncIterable<Doc>, opts: WriteOptions = {}): Promise<WriteReport> {
@@ -393,31 +379,43 @@ export class Collection implements DocLookup {
     return this.write([], ids, 'add', {});
   }
 
-  private async write(input: Iterable<Doc> | AsyncIterable<Doc>, deleteIds: readonly string[], mode: WriteMode, opts: WriteOptions): Promise<WriteReport> {
+  private write(input: Iterable<Doc> | AsyncIterable<Doc>, deleteIds: readonly string[], mode: WriteMode, opts: WriteOptions): Promise<WriteReport> {
+    return this.commitWrite(async (base, journal) => {
+      const embedder = base.config.model ? this.requireEmbedder('adding documents') : undefined;
+      const addedModels = () => (base.models ?? []).map((model) => ({ model, source: { embedder: this.requireModelEmbedder(model) } }));
+      const { next, report } = await stageWrite(this.dir, base, this.gen, embedder, addedModels, input, deleteIds, mode, opts, journal());
+      return { next, result: report };
+    });
+  }
+
+  /**
+   * One writer's commit: under the lock, on top of the newest generation (another writer may
+   * have committed since this reader opened), after sweeping the leftovers of writers killed
+   * before. `stage` writes the next generation's files, each named in the journal it asks for
+   * first; committed or not, the journal's rule then removes exactly this write's leftovers.
+   */
+  private async commitWrite<R>(
+    stage: (base: Manifest, journal: () => Journal) => Promise<{ next: Manifest; result: R; beforeLoad?: () => void }>,
+  ): Promise<R> {
     const lock = await WriterLock.acquire(this.dir, { timeoutMs: this.opts.lockTimeoutMs });
     let journal: Journal | undefined;
     try {
-      // Another writer may have committed since this reader opened: write on top of the newest.
       const onDisk = readManifest(this.dir);
       if (onDisk.generation !== this.manifest.generation) {
         this.manifest = onDisk;
         this.load();
       }
-      // Leftovers of writers killed before (or right after) their commit.
       sweepJournals(this.dir, onDisk);
       const base = this.manifest;
-      const embedder = base.config.model ? this.requireEmbedder('adding documents') : undefined;
-      journal = new Journal(this.dir, base.generation + 1);
-      const addedModels = () => (base.models ?? []).map((model) => ({ model, source: { embedder: this.requireModelEmbedder(model) } }));
-      const { next, report } = await stageWrite(this.dir, base, this.gen, embedder, addedModels, input, deleteIds, mode, opts, journal);
+      const { next, result, beforeLoad } = await stage(base, () => (journal ??= new Journal(this.dir, base.generation + 1)));
       lock.check();
       commitManifest(this.dir, next);
       this.manifest = next;
       rememberVerified(this.dir, next.files);
+      beforeLoad?.();
       this.load('own');
-      return report;
+      return result;
     } finally {
-      // Committed or not, the journal's rule removes exactly this write's leftovers.
       if (journal) closeJournal(journal, this.dir);
       lock.release();
     }
