@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WinnowError } from '../../core/errors.js';
 import type { Bm25Params } from './similarity.js';
+import { tmpNameOf } from '../collection/files.js';
 
 /**
  * The on-disk BM25 index, version 1. One file, little-endian, every array section starting on
@@ -115,7 +116,8 @@ export function writeIndexFile(file: string, data: Bm25Data): void {
   header.writeUInt32LE(terms.bytes.length, 84);
 
   const hash = createHash('sha256');
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${Date.now()}.tmp`);
+  // The collection journals this temp name before the write, so a killed writer's debris is swept.
+  const tmp = path.join(path.dirname(file), tmpNameOf(path.basename(file)));
   const fd = fs.openSync(tmp, 'w');
   try {
     const put = (b: Buffer): void => {

@@ -7,7 +7,7 @@ import { DEFAULT_BM25_PARAMS, type Bm25Params } from '../bm25/similarity.js';
 import { DEFAULT_ANN_PARAMS, checkAnnParams, type AnnParams } from '../dense/ann.js';
 import { normalizeRows, type Embedder } from '../dense/embedder.js';
 import type { SegmentedBm25 } from './bm25.js';
-import { checkSizes, rememberVerified, verifyGeneration, VERIFY_CACHE } from './integrity.js';
+import { checkSizes, rememberVerified, sweepCacheTemps, verifyGeneration, VERIFY_CACHE } from './integrity.js';
 import { Journal, journaledFiles, sweepJournals } from './journal.js';
 import { LOCK_FILE, WriterLock } from './lock.js';
 import {
@@ -406,6 +406,7 @@ export class Collection implements DocLookup {
         this.load();
       }
       sweepJournals(this.dir, onDisk);
+      sweepCacheTemps(this.dir);
       const base = this.manifest;
       const { next, result, beforeLoad } = await stage(base, () => (journal ??= new Journal(this.dir, base.generation + 1)));
       lock.check();

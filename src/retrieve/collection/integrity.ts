@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { WinnowError } from '../../core/errors.js';
 import { hashFile, type FileEntry } from './files.js';
+import { alive } from './lock.js';
 import { repairHint } from './manifest.js';
 
 /**
@@ -56,12 +56,22 @@ function readCache(dir: string): Cache {
 
 /** Atomic (temp + rename) so a reader never sees half a cache; a read-only folder just goes uncached. */
 function writeCache(dir: string, cache: Cache): void {
-  const tmp = path.join(dir, `.${VERIFY_CACHE}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = path.join(dir, `.${VERIFY_CACHE}.${process.pid}.tmp`);
   try {
     fs.writeFileSync(tmp, JSON.stringify(cache));
     fs.renameSync(tmp, path.join(dir, VERIFY_CACHE));
   } catch {
     fs.rmSync(tmp, { force: true });
+  }
+}
+
+const CACHE_TEMP = /^\.verified\.json\.(\d+)\.tmp$/; // the temp name writeCache uses
+
+/** Removes cache temps left by readers that died between writing and renaming them. */
+export function sweepCacheTemps(dir: string): void {
+  for (const f of fs.readdirSync(dir)) {
+    const m = CACHE_TEMP.exec(f);
+    if (m && !alive(Number(m[1]))) fs.rmSync(path.join(dir, f), { force: true });
   }
 }
 
