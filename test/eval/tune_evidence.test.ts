@@ -6,7 +6,8 @@ import { tuneReport } from '../../src/report/html.js';
 import { defaultFolds, pairedBootstrap, queryFolds } from '../../src/eval/tune/evidence.js';
 import { buildQueryPool, type Pools, type QueryPool, type TuneStage } from '../../src/eval/tune/pool.js';
 import { seededRandom } from '../../src/eval/tune/random.js';
-import { type TuneChoices, type TuneResult, tuneOnPools } from '../../src/eval/tune/tune.js';
+import { chooseOnSubset, type PlanPoint } from '../../src/eval/tune/planner.js';
+import { type TuneChoices, type TuneResult, tuneOnPools, widenCutoffs } from '../../src/eval/tune/tune.js';
 
 const DEPTH = 30;
 
@@ -173,4 +174,65 @@ test('too few tuning queries for cross-validation: no optional step is adopted, 
   const f = step(r, 'fusion');
   assert.equal(f.adopted, false);
   assert.match(f.reason, /too few tuning queries \(10\) for cross-validation/);
+});
+
+/** A budget-plan point with the numbers `widenCutoffs` reads: its cut-offs and its latency. */
+function point(ks: number[], p95: number): PlanPoint {
+  const plan = { steps: ks.map((k, stage) => ({ stage, k })) };
+  const e = { queries: 1, 'nDCG@10': 0.5, 'R@10': 0.5, perQueryNdcg: Float64Array.of(0.5), perQueryMs: Float64Array.of(p95), perQueryPairs: [], pairs: [], latencyMs: { p50: p95, p95, mean: p95 }, skipped: 0 };
+  return { label: ks.join(' → '), plan, eval: e, pareto: false, withinBudget: true };
+}
+
+test('folds that disagree by more than 2x on a cut-off raise it to the largest fold choice still within the budget', () => {
+  // cost grows with the first cut-off: 50 → 50 ms, 100 → 100 ms, 200 → 200 ms
+  const grid = [20, 50, 100, 200].map((k) => point([k, 10], k));
+  const at = (k: number) => grid.find((p) => p.plan.steps[0].k === k) as PlanPoint;
+  // folds chose 20, 50 and 200 (10x apart): with a 250 ms budget the largest, 200, is taken
+  assert.equal(widenCutoffs(at(50), [at(20), at(50), at(200)], grid, 250, 'p95'), at(200));
+  // 200 is over a 150 ms budget: the next fold choice down that fits (none above 50 but 50) keeps 50
+  assert.equal(widenCutoffs(at(50), [at(20), at(50), at(200)], grid, 150, 'p95'), at(50));
+  // a fold choice of 100 fits the 150 ms budget and is taken
+  assert.equal(widenCutoffs(at(50), [at(20), at(100), at(200)], grid, 150, 'p95'), at(100));
+  // folds within 2x of each other (50 and 100): the full-split choice stands
+  assert.equal(widenCutoffs(at(50), [at(50), at(100), at(100)], grid, 250, 'p95'), at(50));
+  // never lowered: folds far below the choice leave it as it is
+  assert.equal(widenCutoffs(at(200), [at(20), at(50)], grid, 250, 'p95'), at(200));
+});
+
+/** A plan point with per-query nDCG@10 and last-stage pairs, for the budget choice. */
+function scored(label: string, ndcg: number[], heavyPairs: number, ms: number): PlanPoint {
+  const n = ndcg.length;
+  const e = {
+    queries: n,
+    'nDCG@10': ndcg.reduce((a, b) => a + b, 0) / n,
+    'R@10': 0,
+    perQueryNdcg: Float64Array.from(ndcg),
+    perQueryMs: new Float64Array(n).fill(ms),
+    perQueryPairs: [new Float64Array(n), new Float64Array(n).fill(heavyPairs)],
+    pairs: [0, heavyPairs],
+    latencyMs: { p50: ms, p95: ms, mean: ms },
+    skipped: 0,
+  };
+  return { label, plan: { steps: [{ stage: 0, k: heavyPairs }, { stage: 1, k: 10 }] }, eval: e, pareto: false, withinBudget: true };
+}
+
+test('the budget choice: of the plans as good as the best on the tuning queries, the one giving the last stage the most candidates', () => {
+  const rnd = seededRandom(9);
+  const n = 40;
+  const idx = Array.from({ length: n }, (_, i) => i);
+  const base = idx.map(() => 0.3 + 0.4 * rnd());
+  const select = { minGain: 0.001, level: 0.95, resamples: 1000, seed: 42 };
+  // the shallow plan wins on these queries by noise: +-0.1 per query, +0.01 on average
+  const shallow = scored('bm25 20 → heavy 10', base.map((b, i) => b + (i % 2 ? 0.11 : -0.09)), 20, 20);
+  const deep = scored('bm25 100 → heavy 10', base, 100, 100);
+  assert.ok(shallow.eval['nDCG@10'] > deep.eval['nDCG@10']);
+  assert.equal(chooseOnSubset([shallow, deep], idx, 200, 'p95', select), deep);
+  // over the budget, the deep plan is no candidate
+  assert.equal(chooseOnSubset([shallow, deep], idx, 50, 'p95', select), shallow);
+  // consistently worse on every query (by 0.01): the shallow plan's win is real and it is kept
+  const worse = scored('bm25 100 → heavy 10', base.map((b) => b - 0.01), 100, 100);
+  const better = scored('bm25 20 → heavy 10', base, 20, 20);
+  assert.equal(chooseOnSubset([better, worse], idx, 200, 'p95', select), better);
+  // with a tolerance above that loss, the deep plan counts as good as the best again
+  assert.equal(chooseOnSubset([better, worse], idx, 200, 'p95', { ...select, minGain: 0.02 }), worse);
 });

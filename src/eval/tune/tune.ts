@@ -15,7 +15,7 @@ import {
 import { type StageCurve, recallCurves } from './curves.js';
 import { type EarlyExitChoice, tuneEarlyExit } from './early-exit.js';
 import { type FusionMethodName, fitFusion } from './fusion.js';
-import { type BudgetStat, chooseOnSubset, type PlanPoint, planForBudget } from './planner.js';
+import { type BudgetStat, chooseOnSubset, type PlanPoint, planForBudget, type SelectOptions } from './planner.js';
 import {
   checkFolds,
   DEFAULT_LEVEL,
@@ -245,7 +245,8 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
 
   const curveOpts = { epsilon: o.epsilon, finalK, resamples: o.resamples, seed: o.seed };
   const { curves, plan: plateau } = await recallCurves(tunePools, curveOpts);
-  const choice = await planForBudget(tunePools, finalK, o.budgetMs, o.budgetStat);
+  const select: SelectOptions = { minGain: ev.minGain, level: ev.level, resamples: ev.resamples, seed: ev.seed };
+  const choice = await planForBudget(tunePools, finalK, o.budgetMs, o.budgetStat, select);
   const configs: ConfigPoint[] = [];
   for (const p of choice.points) {
     configs.push({
@@ -263,7 +264,7 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
   const foldBudget: (PlanPoint | undefined)[] = [];
   for (const { train } of foldSplits) {
     foldPlateaus.push((await recallCurves(subsetPools(tunePools, train), curveOpts)).plan);
-    foldBudget.push(chooseOnSubset(choice.points, train, o.budgetMs, o.budgetStat));
+    foldBudget.push(chooseOnSubset(choice.points, train, o.budgetMs, o.budgetStat, select));
   }
   let best = choice.best;
   const cutoffs: CutoffSpread[] = [];
@@ -309,13 +310,13 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
   const keepsAll = (p: PlanPoint) => p.plan.steps.length === nStages;
   let plan: Plan = best.plan;
   if (choice.met && !keepsAll(best)) {
-    const full = chooseOnSubset(choice.points, all, o.budgetMs, o.budgetStat, keepsAll);
+    const full = chooseOnSubset(choice.points, all, o.budgetMs, o.budgetStat, select, keepsAll);
     if (full) {
       const oof = new Float64Array(nTune);
       const foldGains: number[] = [];
       foldSplits.forEach(({ train, held }) => {
-        const withDrop = chooseOnSubset(choice.points, train, o.budgetMs, o.budgetStat) ?? best;
-        const without = chooseOnSubset(choice.points, train, o.budgetMs, o.budgetStat, keepsAll) ?? full;
+        const withDrop = chooseOnSubset(choice.points, train, o.budgetMs, o.budgetStat, select) ?? best;
+        const without = chooseOnSubset(choice.points, train, o.budgetMs, o.budgetStat, select, keepsAll) ?? full;
         let g = 0;
         for (const i of held) {
           oof[i] = withDrop.eval.perQueryNdcg[i] - without.eval.perQueryNdcg[i];
@@ -542,7 +543,7 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
  * stages kept) when the folds' choices for that stage spread wider than WIDE_SPREAD,
  * provided the raised plan still meets the budget on the whole tuning split.
  */
-function widenCutoffs(best: PlanPoint, folds: readonly (PlanPoint | undefined)[], points: readonly PlanPoint[], budgetMs: number, stat: BudgetStat): PlanPoint | undefined {
+export function widenCutoffs(best: PlanPoint, folds: readonly (PlanPoint | undefined)[], points: readonly PlanPoint[], budgetMs: number, stat: BudgetStat): PlanPoint | undefined {
   const sameStages = (p: PlanPoint) => p.plan.steps.length === best.plan.steps.length && p.plan.steps.every((s, i) => s.stage === best.plan.steps[i].stage);
   const agreeing = folds.filter((p): p is PlanPoint => p !== undefined && sameStages(p));
   if (agreeing.length === 0) return undefined;
