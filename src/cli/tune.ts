@@ -18,7 +18,7 @@ import { embeddingCacheFlag, writeJson } from './eval.js';
 export const TUNE_COMMAND = command({
   name: 'tune',
   synopsis: [
-    '--dataset DIR --spec FILE --budget-ms MS [--budget-stat p50|p95]',
+    '--dataset DIR --spec FILE (--budget-ms MS | --budget-share F) [--budget-stat p50|p95]',
     '[--tune-split train] [--test-split test] [--epsilon 0.005] [--final-k 10]',
     '[--calibrate platt|isotonic] [--fuse rrf|linear] [--rrf-k 60]',
     '[--early-exit] [--early-exit-loss 0.005] [--folds N] [--min-gain 0.001]',
@@ -34,6 +34,11 @@ budget, fitted on the tuning split and reported on the held-out split.`,
     spec: { type: 'string', arg: 'FILE', help: "the cascade to tune; the retriever's k is the pool depth (default 1000)" },
     ...PLUGIN_FLAG,
     'budget-ms': { type: 'string', arg: 'MS', help: 'latency budget per query, in ms, predicted from costs measured here' },
+    'budget-share': {
+      type: 'string',
+      arg: 'F',
+      help: 'instead of --budget-ms: the budget as a share of the heavy stage (the last) over the whole pool, costed in the same run, so the load of the machine cancels out',
+    },
     'budget-stat': { type: 'string', arg: 'STAT', default: 'p95', help: 'p50 or p95 of the per-query latency' },
     'tune-split': { type: 'string', arg: 'NAME', help: 'split the choices are made on (default train)' },
     'test-split': {
@@ -76,6 +81,12 @@ within --early-exit-loss. Otherwise the simpler plan is kept and the output says
 are also chosen per fold and reported with their spread; when folds disagree by more than 2x,
 the largest fold cut-off that still meets the budget is taken. The held-out split is only
 reported, never used for a choice.
+
+Budget choice: the plan with the best nDCG@10 within the budget is partly the luck of the
+tuning queries. Every plan within the budget whose paired-bootstrap interval of nDCG@10 minus
+the best's reaches -(--min-gain) counts as good as the best, and of those the plan giving
+the last stage the most candidates (then the stage before it; then the cheaper) is chosen:
+the one closest to the heavy stage over the whole pool, whose quality the cascade keeps.
 
 Costs: a reranker with a document-side cache (bi-encoder, late interaction) is costed cold:
 a fresh scorer without the disk cache embeds 10 and then 64 documents it has never seen, per
@@ -147,8 +158,13 @@ export async function tuneCommand(args: string[]): Promise<number> {
   const usage = helpText(TUNE_COMMAND);
   if (!values.dataset) throw new WinnowError('usage', 'give --dataset DIR', usage);
   if (!values.spec) throw new WinnowError('usage', 'give --spec FILE: the cascade to tune', usage);
-  const budgetMs = numFlag(values['budget-ms'], 'budget-ms');
-  if (budgetMs === undefined || budgetMs <= 0) throw new WinnowError('usage', 'give --budget-ms MS, a positive latency budget per query', usage);
+  const budgetShare = values['budget-share'] === undefined ? undefined : numFlag(values['budget-share'], 'budget-share');
+  if (budgetShare !== undefined && !(budgetShare > 0)) throw new WinnowError('usage', `--budget-share must be a positive share, e.g. 0.25, got ${values['budget-share']}`);
+  if (budgetShare !== undefined && values['budget-ms'] !== undefined) throw new WinnowError('usage', 'give --budget-ms or --budget-share, not both');
+  const budgetMs = budgetShare !== undefined ? 0 : numFlag(values['budget-ms'], 'budget-ms');
+  if (budgetShare === undefined && (budgetMs === undefined || !(budgetMs > 0))) {
+    throw new WinnowError('usage', 'give --budget-ms MS, a positive latency budget per query (or --budget-share F)', usage);
+  }
   const budgetStat = oneOf(values['budget-stat'], 'budget-stat', ['p50', 'p95'] as const);
   const epsilon = numFlag(values.epsilon, 'epsilon');
   if (epsilon < 0 || epsilon >= 1) throw new WinnowError('usage', `--epsilon must be in [0, 1), got ${epsilon}`);
@@ -180,7 +196,8 @@ export async function tuneCommand(args: string[]): Promise<number> {
       docs: env.lookup,
       tune: splits.tune,
       test: splits.test,
-      budgetMs,
+      budgetMs: budgetMs ?? 0,
+      budgetShare,
       budgetStat,
       epsilon,
       finalK: intArg(values['final-k'], 'final-k'),
@@ -203,7 +220,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
     if (values.json) writeJson(values.json, result);
     if (!result.budget.met) {
       process.stderr.write(`winnow: ${result.budget.message}\n`);
-      if (values.out) process.stderr.write(`no spec written to ${values.out}: raise --budget-ms or drop a stage\n`);
+      if (values.out) process.stderr.write(`no spec written to ${values.out}: raise the budget or drop a stage\n`);
       return 1;
     }
     if (values.out) writeFileSync(values.out, `# written by winnow tune: ${result.budget.message}\n${toYaml(result.spec)}`);

@@ -236,3 +236,14 @@ test('the budget choice: of the plans as good as the best on the tuning queries,
   // with a tolerance above that loss, the deep plan counts as good as the best again
   assert.equal(chooseOnSubset([better, worse], idx, 200, 'p95', { ...select, minGain: 0.02 }), worse);
 });
+
+test('--budget-share: the budget is that share of the heavy stage over the whole pool, costed in the same run', async () => {
+  const pools = synthPools(30, 3, HELPS);
+  const r = await tuneOnPools(pools, synthPools(30, 4, HELPS), { ...CHOICES, fuse: undefined, budgetMs: 0, budgetShare: 0.5 });
+  // heavy over the whole pool: 0.1 ms retrieval + 30 pairs x 1 ms, for every query
+  assert.ok(Math.abs(r.budget.ms - 0.5 * 30.1) < 1e-9, String(r.budget.ms));
+  assert.equal(r.budget.share, 0.5);
+  assert.ok(r.budget.met && r.chosen.tune.latencyMs.p95 <= r.budget.ms);
+  assert.match(r.budget.message, /0\.5 x the heavy stage over the whole pool/);
+  await assert.rejects(tuneCommand(['--dataset', 'x', '--spec', 'y', '--budget-share', '0']), /--budget-share must be a positive share/);
+});

@@ -41,7 +41,14 @@ export interface TuneChoices {
   spec: CascadeSpec;
   tune: { name: string };
   test: { name: string };
+  /** latency budget per query in ms; ignored when `budgetShare` is given */
   budgetMs: number;
+  /**
+   * budget as a share of the heavy stage (the spec's last) over the whole pool, on the
+   * tuning queries, with the costs measured in the same run: a budget that means the same
+   * on a loaded or a quiet machine, since both sides of the ratio are measured under one load
+   */
+  budgetShare?: number;
   budgetStat: BudgetStat;
   epsilon: number;
   finalK: number;
@@ -127,7 +134,7 @@ export interface TuneResult {
   stages: { name: string; role: string; scoreKind: string; cost: StageCost; docEmbeddings?: DocEmbeddingCounts }[];
   curves: StageCurve[];
   plateauPlan: { tune: PlanSummary; test: PlanSummary };
-  budget: { ms: number; stat: BudgetStat; met: boolean; message: string };
+  budget: { ms: number; stat: BudgetStat; met: boolean; message: string; share?: number };
   configs: ConfigPoint[];
   chosen: { tune: PlanSummary; test: PlanSummary };
   /** each stage's cut-off on the whole tuning split and per cross-validation fold */
@@ -189,7 +196,9 @@ async function stagePairs(pools: Pools, plan: Plan, step: number, finalK: number
  * The whole tuning run: one scoring pass per split, then `tuneOnPools`.
  */
 export async function runTune(o: TuneOptions): Promise<TuneResult> {
-  if (!(o.budgetMs > 0)) throw new WinnowError('usage', `the latency budget must be a positive number of ms, got ${o.budgetMs}`);
+  if (o.budgetShare !== undefined ? !(o.budgetShare > 0) : !(o.budgetMs > 0)) {
+    throw new WinnowError('usage', `the latency budget must be a positive number of ms or a positive share, got ${o.budgetShare ?? o.budgetMs}`);
+  }
   const tunePools = await scorePools({
     spec: o.spec,
     env: o.env,
@@ -243,10 +252,13 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
   });
   const ndcgOn = async (pools: Pools, plan: Plan, qs = pools.queries) => (await evaluatePlan(pools, plan, finalK, qs)).perQueryNdcg;
 
+  const heavyPlan: Plan = { steps: [{ stage: 0, k: tunePools.depth }, { stage: tunePools.stages.length - 1, k: finalK }] };
+  const budgetMs = o.budgetShare !== undefined ? o.budgetShare * (await evaluatePlan(tunePools, heavyPlan, finalK)).latencyMs[o.budgetStat] : o.budgetMs;
+
   const curveOpts = { epsilon: o.epsilon, finalK, resamples: o.resamples, seed: o.seed };
   const { curves, plan: plateau } = await recallCurves(tunePools, curveOpts);
   const select: SelectOptions = { minGain: ev.minGain, level: ev.level, resamples: ev.resamples, seed: ev.seed };
-  const choice = await planForBudget(tunePools, finalK, o.budgetMs, o.budgetStat, select);
+  const choice = await planForBudget(tunePools, finalK, budgetMs, o.budgetStat, select);
   const configs: ConfigPoint[] = [];
   for (const p of choice.points) {
     configs.push({
@@ -264,7 +276,7 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
   const foldBudget: (PlanPoint | undefined)[] = [];
   for (const { train } of foldSplits) {
     foldPlateaus.push((await recallCurves(subsetPools(tunePools, train), curveOpts)).plan);
-    foldBudget.push(chooseOnSubset(choice.points, train, o.budgetMs, o.budgetStat, select));
+    foldBudget.push(chooseOnSubset(choice.points, train, budgetMs, o.budgetStat, select));
   }
   let best = choice.best;
   const cutoffs: CutoffSpread[] = [];
@@ -282,7 +294,7 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
   // When folds disagree widely on a kept stage's cut-off, the full-split choice is the luck
   // of one sample: take the largest fold cut-off that still meets the budget instead.
   if (choice.met && foldBudget.length > 0) {
-    const widened = widenCutoffs(best, foldBudget, choice.points, o.budgetMs, o.budgetStat);
+    const widened = widenCutoffs(best, foldBudget, choice.points, budgetMs, o.budgetStat);
     if (widened && widened !== best) {
       for (const c of cutoffs) {
         const s = tunePools.stages.findIndex((st) => st.name === c.stage);
@@ -310,13 +322,13 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
   const keepsAll = (p: PlanPoint) => p.plan.steps.length === nStages;
   let plan: Plan = best.plan;
   if (choice.met && !keepsAll(best)) {
-    const full = chooseOnSubset(choice.points, all, o.budgetMs, o.budgetStat, select, keepsAll);
+    const full = chooseOnSubset(choice.points, all, budgetMs, o.budgetStat, select, keepsAll);
     if (full) {
       const oof = new Float64Array(nTune);
       const foldGains: number[] = [];
       foldSplits.forEach(({ train, held }) => {
-        const withDrop = chooseOnSubset(choice.points, train, o.budgetMs, o.budgetStat, select) ?? best;
-        const without = chooseOnSubset(choice.points, train, o.budgetMs, o.budgetStat, select, keepsAll) ?? full;
+        const withDrop = chooseOnSubset(choice.points, train, budgetMs, o.budgetStat, select) ?? best;
+        const without = chooseOnSubset(choice.points, train, budgetMs, o.budgetStat, select, keepsAll) ?? full;
         let g = 0;
         for (const i of held) {
           oof[i] = withDrop.eval.perQueryNdcg[i] - without.eval.perQueryNdcg[i];
@@ -493,9 +505,10 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
   const heavyFull = baselines.heavyFullPool;
   const heavyName = tunePools.stages[heavy].name;
   const chosenStat = best.eval.latencyMs[o.budgetStat];
+  const shareNote = o.budgetShare !== undefined ? ` (${o.budgetShare} x the heavy stage over the whole pool)` : '';
   const budgetMessage = choice.met
-    ? `plan meets the budget: predicted ${o.budgetStat} ${chosenStat.toFixed(2)} ms <= ${o.budgetMs} ms`
-    : `no plan meets ${o.budgetStat} <= ${o.budgetMs} ms; the cheapest plan (${choice.best.label}) takes ${chosenStat.toFixed(2)} ms`;
+    ? `plan meets the budget: predicted ${o.budgetStat} ${chosenStat.toFixed(2)} ms <= ${budgetMs.toFixed(2)} ms${shareNote}`
+    : `no plan meets ${o.budgetStat} <= ${budgetMs.toFixed(2)} ms${shareNote}; the cheapest plan (${choice.best.label}) takes ${chosenStat.toFixed(2)} ms`;
   return {
     kind: 'winnow-tune',
     version: 1,
@@ -519,7 +532,7 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
     }),
     curves,
     plateauPlan: await both(plateau),
-    budget: { ms: o.budgetMs, stat: o.budgetStat, met: choice.met, message: budgetMessage },
+    budget: { ms: budgetMs, stat: o.budgetStat, met: choice.met, message: budgetMessage, ...(o.budgetShare !== undefined ? { share: o.budgetShare } : {}) },
     configs,
     chosen: await both(best.plan),
     cutoffs,
