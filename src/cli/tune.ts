@@ -314,6 +314,13 @@ export function formatTune(r: TuneResult): string {
   }
   for (const s of r.stages) {
     if (s.cost.cold && s.cost.cold.cacheHits > 0) out.push(`warning: the cold timing of ${s.name} hit its cache ${s.cost.cold.cacheHits} times: its cost is underestimated`);
+    const load = s.cost.cold?.load;
+    if (load && load.avg1 > load.cores) {
+      out.push(
+        `warning: ${s.name} was timed at load average ${load.avg1.toFixed(1)} on ${load.cores} cores: its ms are inflated by other work;` +
+          ' a --budget-ms budget then buys less than on a quiet machine (a --budget-share budget is a ratio of costs measured in this run, so the load largely cancels out)',
+      );
+    }
   }
   out.push('', `plateau cut-offs (recall within ${r.epsilon} of the best; 95% bootstrap interval over ${r.resamples} resamples):`);
   out.push(

@@ -1,3 +1,4 @@
+import { availableParallelism, loadavg } from 'node:os';
 import type { WinnowEnv } from '../../cascade/env.js';
 import { compileSpec, type CascadeSpec } from '../../cascade/spec.js';
 import { WinnowError } from '../../core/errors.js';
@@ -67,6 +68,12 @@ export interface ColdSample {
   meanDocChars: number;
   /** cache hits of the cold scorer during the sample: 0 when the measurement was truly cold */
   cacheHits: number;
+  /**
+   * 1-minute load average when the timing ended, and the machine's cores: wall-clock costs
+   * measured at a load above the cores are inflated by the other work (`--budget-share`
+   * compares costs measured under the same load, so it is not)
+   */
+  load?: { avg1: number; cores: number };
 }
 
 /**
@@ -455,6 +462,7 @@ async function coldCost(
       largeDocs: sample.largeDocs,
       meanDocChars: count > 0 ? chars / count : 0,
       cacheHits: (cache?.hits ?? 0) - hitsBefore,
+      load: { avg1: loadavg()[0], cores: availableParallelism() },
     },
   };
 }

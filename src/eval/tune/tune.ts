@@ -505,10 +505,12 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
   const heavyFull = baselines.heavyFullPool;
   const heavyName = tunePools.stages[heavy].name;
   const chosenStat = best.eval.latencyMs[o.budgetStat];
+  // two decimals, unless that rounds a tiny budget to 0
+  const budgetText = `${+budgetMs.toFixed(2) || budgetMs}`;
   const shareNote = o.budgetShare !== undefined ? ` (${o.budgetShare} x the heavy stage over the whole pool)` : '';
   const budgetMessage = choice.met
-    ? `plan meets the budget: predicted ${o.budgetStat} ${chosenStat.toFixed(2)} ms <= ${budgetMs.toFixed(2)} ms${shareNote}`
-    : `no plan meets ${o.budgetStat} <= ${budgetMs.toFixed(2)} ms${shareNote}; the cheapest plan (${choice.best.label}) takes ${chosenStat.toFixed(2)} ms`;
+    ? `plan meets the budget: predicted ${o.budgetStat} ${chosenStat.toFixed(2)} ms <= ${budgetText} ms${shareNote}`
+    : `no plan meets ${o.budgetStat} <= ${budgetText} ms${shareNote}; the cheapest plan (${choice.best.label}) takes ${chosenStat.toFixed(2)} ms`;
   return {
     kind: 'winnow-tune',
     version: 1,
