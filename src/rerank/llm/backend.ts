@@ -31,7 +31,7 @@ export interface LlmBackend {
   readonly model: string;
   complete(req: LlmRequest): Promise<LlmAnswer>;
   /** prompt tokens of a request, when the backend can count them before sending (budgets reserve them) */
-  countTokens?(prompt: Prompt): number;
+  countTokens?(prompt: Prompt): number | undefined;
   close?(): Promise<void>;
 }
 
