@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { WinnowEnv } from '../../src/cascade/env.js';
-import type { CascadeSpec } from '../../src/cascade/spec.js';
+import { type CascadeSpec, compileSpec } from '../../src/cascade/spec.js';
+import { runExperiment } from '../../src/eval/experiment.js';
 import type { Query } from '../../src/core/types.js';
 import type { Qrels } from '../../src/eval/metrics.js';
 import { type Pools, scorePools } from '../../src/eval/tune/pool.js';
@@ -146,6 +147,14 @@ test('winnow tune with a listwise LLM last tier: depth chosen under the budget, 
     assert.match(html, /llm calls\/q/);
     assert.match(html, /tok in\/q/);
     assert.ok((loose.stages[1].llmCalls?.replayed ?? 0) > 0, 'windows seen before are answered from memory');
+
+    // the written spec runs in winnow eval as the replay predicted: quality and calls per query
+    for (const r of [tight, loose]) {
+      const pipeline = await compileSpec(r.spec, env, 'tuned');
+      const exp = await runExperiment({ pipeline, queries: testQs, qrels, docs: env.lookup, finalK: 10 });
+      assert.ok(Math.abs(exp.final['nDCG@10'] - r.final.test['nDCG@10']) < 1e-9, `${exp.final['nDCG@10']} vs ${r.final.test['nDCG@10']}`);
+      assert.equal(exp.stages[1].costs['llm.calls'], (r.final.test.costs?.['llm.calls'] ?? 0) * testQs.length);
+    }
 
     // deterministic: scoring and tuning again give the same choices and numbers
     const made = fake.requests.length;
