@@ -82,7 +82,10 @@ a fresh scorer without the disk cache embeds 10 and then 64 documents it has nev
 sampled query, so a pair costs what a cascade pays to embed an unseen document and the query,
 not the dot product a warm cache makes it. Cross-encoders are timed on the scoring pass. A
 bi-encoder whose document vectors the --collection stores is timed on the scoring pass too:
-there a pair is a dot product in the cascade as well (measured "stored").
+there a pair is a dot product in the cascade as well (measured "stored"). An LLM last tier
+is costed per call: a judge per pair from the scoring pass; a listwise or setwise stage is run
+on each candidate list (repeated windows answered from memory) and a query costs its calls
+times the median ms of a call; tokens and money per query are shown with every plan.
 
 Exit status: 0 when a plan meets the budget; 1 when none does (the cheapest plan is shown
 and written to --json, and no spec is written).`,
