@@ -156,6 +156,12 @@ test('winnow tune with a listwise LLM last tier: depth chosen under the budget, 
       assert.equal(exp.stages[1].costs['llm.calls'], (r.final.test.costs?.['llm.calls'] ?? 0) * testQs.length);
     }
 
+    // calibration skips the listwise tier (its scores are ranks); an early exit before it still works
+    const extras = await tuneOnPools(tp, hp, { ...CHOICES, spec, budgetMs: 1000, calibrate: 'platt', earlyExit: true, earlyExitLoss: 0.05 });
+    assert.deepEqual(extras.calibration?.map((c) => c.stage), ['bm25']);
+    assert.ok(extras.earlyExit, 'an early-exit margin was tuned in front of the LLM');
+    await compileSpec(extras.spec, env, 'tuned with extras');
+
     // deterministic: scoring and tuning again give the same choices and numbers
     const made = fake.requests.length;
     const [tp2, hp2] = await pools();
