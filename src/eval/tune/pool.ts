@@ -2,7 +2,7 @@ import type { WinnowEnv } from '../../cascade/env.js';
 import { compileSpec, type CascadeSpec } from '../../cascade/spec.js';
 import { WinnowError } from '../../core/errors.js';
 import { Progress } from '../../core/progress.js';
-import { Costs, costKind } from '../../core/costs.js';
+import { Costs, costKind, PAIRS } from '../../core/costs.js';
 import type { Stage } from '../../core/stage.js';
 import { docText, type Doc, type DocLookup, type Query, type ScoreKind } from '../../core/types.js';
 import { EmbeddingCache } from '../../rerank/embedding-cache.js';
@@ -420,7 +420,8 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
     const out: TuneStage = { name, role: i === 0 ? 'retriever' : 'reranker', scoreKind, spec: entry, cost };
     if (i > 0) {
       out.scoring = 'pointwise';
-      const perPair = workCosts(booked[i - 1].toJSON());
+      // pairs are counted by the replay itself; the rest (an LLM judge's calls, tokens, money) follow them
+      const { [PAIRS]: _pairs, ...perPair } = workCosts(booked[i - 1].toJSON());
       if (pairsScored[i - 1] > 0) for (const k of Object.keys(perPair)) perPair[k] /= pairsScored[i - 1];
       if (Object.keys(perPair).length > 0) out.unitCosts = perPair;
       if (memo) out.memo = memo;
