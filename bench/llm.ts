@@ -7,7 +7,8 @@
  *
  * 1. Calls and prompt/answer tokens per query for window/stride 20/10, 10/5, 40/20 at pools of
  *    20, 50 and 100 real passages (SciFact, cut to 100 words; tokens = characters / 4, the fake's
- *    count).
+ *    count), and the calls and prompt tokens when a `top: 10` follows and is pushed down into
+ *    the stage (its window budget).
  * 2. Wall time per query with the fake answering after 200 ms, 16 queries in a batch, at
  *    endpoint concurrency 1, 4 and 16 (listwise pool 50 window 20/10; judge pool 20).
  * 3. How the parser reads a scripted corpus of answers (clean / repaired / fell back).
@@ -21,6 +22,8 @@ import type { Doc, Ranking } from '../src/core/types.js';
 import { registry } from '../src/core/registry.js';
 import type { Stage } from '../src/core/stage.js';
 import { parsePermutation } from '../src/rerank/llm/parse.js';
+import { TopK } from '../src/cascade/cutoff.js';
+import { Pipeline } from '../src/cascade/pipeline.js';
 import { startFakeLlm } from '../test/helpers/fake-llm-server.js';
 import { readJsonl } from './common.js';
 import '../src/builtins.js';
@@ -62,14 +65,39 @@ out();
   const fake = await startFakeLlm();
   out('## Calls and tokens per query (one sliding pass)');
   out();
-  out('| window/stride | pool | calls | prompt tokens | answer tokens |');
-  out('|---|---|---|---|---|');
+  out('| window/stride | pool | calls | prompt tokens | answer tokens | calls, top 10 pushed down | prompt tokens, pushed down |');
+  out('|---|---|---|---|---|---|---|');
   for (const [window, stride] of [[20, 10], [10, 5], [40, 20]]) {
     for (const pool of [20, 50, 100]) {
       const stage = await build({ listwise: { model: 'openai:bench', baseUrl: fake.url, window, stride, maxWords: 100 } });
       const costs = new Costs();
       await stage.run([ranking(0, pool)], { docs, costs });
-      out(`| ${window}/${stride} | ${pool} | ${costs.get('llm.calls')} | ${costs.get('llm.tokens.in')} | ${costs.get('llm.tokens.out')} |`);
+      const [pushed] = Pipeline.of(stage, new TopK(10)).compile();
+      const cut = new Costs();
+      await pushed.run([ranking(0, pool)], { docs, costs: cut });
+      out(
+        `| ${window}/${stride} | ${pool} | ${costs.get('llm.calls')} | ${costs.get('llm.tokens.in')} | ${costs.get('llm.tokens.out')} | ${cut.get('llm.calls')} | ${cut.get('llm.tokens.in')} |`,
+      );
+    }
+  }
+  out();
+  out('Pushed down: a listwise stage followed by `top: 10` walks only as far as the top 10 needs (one pass, stride');
+  out('widened to window - 10 when 10 <= window - stride; see `walkForTopK` in `src/rerank/llm/window.ts`).');
+  out();
+  out('With repeated passes (window 20, stride 10), calls per query without and with a following `top: k` pushed down:');
+  out();
+  out('| passes | pool | calls | calls, top 10 | calls, top 5 | calls, top 15 |');
+  out('|---|---|---|---|---|---|');
+  for (const passes of [2, 3]) {
+    for (const pool of [50, 100]) {
+      const stage = await build({ listwise: { model: 'openai:bench', baseUrl: fake.url, window: 20, stride: 10, passes, maxWords: 100 } });
+      const callsWith = async (k?: number): Promise<number> => {
+        const [s] = k === undefined ? [stage] : Pipeline.of(stage, new TopK(k)).compile();
+        const costs = new Costs();
+        await s.run([ranking(0, pool)], { docs, costs });
+        return costs.get('llm.calls');
+      };
+      out(`| ${passes} | ${pool} | ${await callsWith()} | ${await callsWith(10)} | ${await callsWith(5)} | ${await callsWith(15)} |`);
     }
   }
   out();

@@ -11,7 +11,7 @@ import { MIN_CALIBRATION_PAIRS, MIN_CALIBRATION_POSITIVES } from '../eval/tune/c
 import { signed } from '../eval/tune/evidence.js';
 import { fnv1a } from '../eval/tune/random.js';
 import type { StageCost } from '../eval/tune/pool.js';
-import { type PlanSummary, runTune, type TuneResult } from '../eval/tune/tune.js';
+import { costColumns, type PlanSummary, runTune, type TuneResult } from '../eval/tune/tune.js';
 import { command, helpText, intArg, CACHE_FLAGS, loadPlugins, numFlag, parseCommand, PLUGIN_FLAG, showHelp } from './args.js';
 import { embeddingCacheFlag, writeJson } from './eval.js';
 
@@ -93,7 +93,10 @@ a fresh scorer without the disk cache embeds 10 and then 64 documents it has nev
 sampled query, so a pair costs what a cascade pays to embed an unseen document and the query,
 not the dot product a warm cache makes it. Cross-encoders are timed on the scoring pass. A
 bi-encoder whose document vectors the --collection stores is timed on the scoring pass too:
-there a pair is a dot product in the cascade as well (measured "stored").
+there a pair is a dot product in the cascade as well (measured "stored"). An LLM last tier
+is costed per call: a judge per pair from the scoring pass; a listwise or setwise stage is run
+on each candidate list (repeated windows answered from memory) and a query costs its calls
+times the median ms of a call; tokens and money per query are shown with every plan.
 
 Exit status: 0 when a plan meets the budget; 1 when none does (the cheapest plan is shown
 and written to --json, and no spec is written).`,
@@ -231,7 +234,10 @@ export async function tuneCommand(args: string[]): Promise<number> {
   }
 }
 
-function measuredAs(c: StageCost): string {
+function measuredAs(c: StageCost, llm?: { made: number; replayed: number }): string {
+  const calls = llm ? ` (${llm.made} LLM calls made, ${llm.replayed} repeats answered from memory)` : '';
+  if (c.measured === 'calls') return `per call, ${ms(c.perCallMs ?? 0)} ms median${calls}`;
+  if (calls) return `scoring pass${calls}`;
   if (c.measured === 'stored') return 'scoring pass, stored vectors';
   if (c.measured !== 'cold' || !c.cold) return 'scoring pass';
   return `cold, ${c.cold.queries} queries × ${c.cold.smallDocs}+${c.cold.largeDocs} docs`;
@@ -241,9 +247,9 @@ const f4 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : 'n/a');
 const ms = (x: number) => (x < 10 ? x.toFixed(2) : x.toFixed(1));
 const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(1)}%` : 'n/a');
 
-function planRow(what: string, p: PlanSummary): (string | number)[] {
+function planRow(what: string, p: PlanSummary, extra: (p: PlanSummary) => string[]): (string | number)[] {
   const pairs = Object.values(p.pairs).reduce((a, b) => a + b, 0);
-  return [what, p.label, f4(p['nDCG@10']), f4(p['R@10']), pairs.toFixed(0), ms(p.latencyMs.p50), ms(p.latencyMs.p95)];
+  return [what, p.label, f4(p['nDCG@10']), f4(p['R@10']), pairs.toFixed(0), ...extra(p), ms(p.latencyMs.p50), ms(p.latencyMs.p95)];
 }
 
 function range(ks: readonly number[]): string {
@@ -297,8 +303,8 @@ export function formatTune(r: TuneResult): string {
       r.stages.map((s) => [
         s.name,
         s.scoreKind,
-        measuredAs(s.cost),
-        s.role === 'retriever' ? '-' : s.cost.perPairMs.toFixed(4),
+        measuredAs(s.cost, s.llmCalls),
+        s.role === 'retriever' || s.scoring === 'listwise' ? '-' : s.cost.perPairMs.toFixed(4),
         ms(s.cost.fixedMs),
         ms(s.cost.medianQueryMs),
         s.docEmbeddings ? `${s.docEmbeddings.fromCache} / ${s.docEmbeddings.embedded} / ${s.docEmbeddings.stored ?? 0}` : '-',
@@ -346,15 +352,19 @@ export function formatTune(r: TuneResult): string {
     );
   }
   out.push('', `held-out quality (${r.splits.test}); latency predicted per query from the measured costs:`);
-  const rows = [
-    planRow('budget plan', r.chosen.test),
-    planRow('plateau plan', r.plateauPlan.test),
-    planRow('heavy, whole pool', r.baselines.heavyFullPool),
+  const plans: [string, PlanSummary][] = [
+    ['budget plan', r.chosen.test],
+    ['plateau plan', r.plateauPlan.test],
+    ['heavy, whole pool', r.baselines.heavyFullPool],
   ];
-  if (r.baselines.lightAlone) rows.push(planRow('light alone', r.baselines.lightAlone));
-  rows.push(planRow('first pass alone', r.baselines.firstPassAlone));
-  if (r.final.test.label !== r.chosen.test.label) rows.splice(1, 0, planRow('final plan', r.final.test));
-  out.push(textTable(['plan', 'stages', 'nDCG@10', 'R@10', 'pairs/q', 'p50 ms', 'p95 ms'], rows));
+  if (r.baselines.lightAlone) plans.push(['light alone', r.baselines.lightAlone]);
+  plans.push(['first pass alone', r.baselines.firstPassAlone]);
+  if (r.final.test.label !== r.chosen.test.label) plans.splice(1, 0, ['final plan', r.final.test]);
+  const extra = costColumns(plans.map(([, p]) => p));
+  out.push(textTable(['plan', 'stages', 'nDCG@10', 'R@10', 'pairs/q', ...extra.headers, 'p50 ms', 'p95 ms'], plans.map(([w, p]) => planRow(w, p, extra.cells))));
+  if (r.stages.some((s) => s.scoring === 'listwise')) {
+    out.push('a listwise tier is charged per call (calls per query × median ms per call); its pairs/q are the documents it was shown.');
+  }
   out.push('', r.budget.message);
   for (const c of r.calibration ?? []) {
     const before = c.before ? `ECE ${f4(c.before.ece)} Brier ${f4(c.before.brier)}` : 'raw scores are not probabilities';

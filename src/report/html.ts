@@ -1,6 +1,7 @@
 import { WinnowError } from '../core/errors.js';
 import type { StageResult } from '../eval/experiment.js';
-import type { PlanSummary, TuneResult } from '../eval/tune/tune.js';
+import { costColumns, type PlanSummary, type TuneResult } from '../eval/tune/tune.js';
+import { callsIn } from '../eval/tune/simulate.js';
 import {
   barChart,
   curveChart,
@@ -75,14 +76,19 @@ function latencyParts(r: TuneResult, plan: PlanSummary, label: string): LatencyP
   return r.stages.flatMap((s, order) => {
     const used = plan.steps.some((st) => st.stage === s.name);
     if (!used) return [];
-    const msPerQuery = s.role === 'retriever' ? s.cost.medianQueryMs : s.cost.fixedMs + s.cost.perPairMs * (plan.pairs[s.name] ?? 0);
+    const msPerQuery =
+      s.role === 'retriever'
+        ? s.cost.medianQueryMs
+        : s.scoring === 'listwise'
+          ? s.cost.fixedMs + (s.cost.perCallMs ?? 0) * callsIn(plan.costs ?? {})
+          : s.cost.fixedMs + s.cost.perPairMs * (plan.pairs[s.name] ?? 0);
     return [{ plan: label, stage: s.name, ms: msPerQuery, order }];
   });
 }
 
-function planRow(what: string, p: PlanSummary): unknown[] {
+function planRow(what: string, p: PlanSummary, extra: (p: PlanSummary) => string[]): unknown[] {
   const pairs = Object.values(p.pairs).reduce((a, b) => a + b, 0);
-  return [what, p.label, f4(p['nDCG@10']), f4(p['R@10']), pairs.toFixed(0), ms(p.latencyMs.p50), ms(p.latencyMs.p95)];
+  return [what, p.label, f4(p['nDCG@10']), f4(p['R@10']), pairs.toFixed(0), ...extra(p), ms(p.latencyMs.p50), ms(p.latencyMs.p95)];
 }
 
 const sgn = (x: number) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${x.toFixed(4)}` : 'n/a');
@@ -182,15 +188,24 @@ export async function tuneReport(r: TuneResult): Promise<string> {
   const plans: [string, PlanSummary][] = [['final plan', r.final.test], ['budget plan', r.chosen.test], ['plateau plan', r.plateauPlan.test], ['heavy, whole pool', r.baselines.heavyFullPool]];
   if (r.baselines.lightAlone) plans.push(['light alone', r.baselines.lightAlone]);
   plans.push(['first pass alone', r.baselines.firstPassAlone]);
-  parts.push(table(['plan', 'stages', 'nDCG@10', 'R@10', 'pairs/query', 'p50 ms', 'p95 ms'], plans.map(([w, p]) => planRow(w, p))));
+  const extra = costColumns(plans.map(([, p]) => p));
+  parts.push(table(['plan', 'stages', 'nDCG@10', 'R@10', 'pairs/query', ...extra.headers, 'p50 ms', 'p95 ms'], plans.map(([w, p]) => planRow(w, p, extra.cells))));
 
   parts.push('<h2>Where the time goes</h2>');
   const bars = plans.flatMap(([w, p]) => latencyParts(r, p, w));
   parts.push(figure(await renderSvg(latencyBarChart(bars, 'Mean predicted ms per query, by stage (held-out)')), 'Per-stage cost = fixed ms per query + ms per pair × pairs scored, measured on this machine (embedding stages cold, without their cache).'));
   parts.push(
     table(
-      ['stage', 'role', 'score kind', 'ms/pair', 'fixed ms/query', 'median ms/query (whole pool)'],
-      r.stages.map((s) => [s.name, s.role, s.scoreKind, s.role === 'retriever' ? '-' : s.cost.perPairMs.toFixed(4), ms(s.cost.fixedMs), ms(s.cost.medianQueryMs)]),
+      ['stage', 'role', 'score kind', 'ms/pair', 'ms/call', 'fixed ms/query', 'median ms/query (whole pool)'],
+      r.stages.map((s) => [
+        s.name,
+        s.role,
+        s.scoreKind,
+        s.role === 'retriever' || s.scoring === 'listwise' ? '-' : s.cost.perPairMs.toFixed(4),
+        s.cost.perCallMs === undefined ? '-' : ms(s.cost.perCallMs),
+        ms(s.cost.fixedMs),
+        ms(s.cost.medianQueryMs),
+      ]),
     ),
   );
 

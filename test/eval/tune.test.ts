@@ -117,7 +117,7 @@ test('a pool replays plans through the interpreter exactly as winnow eval runs t
   }
 });
 
-test('a pool holds any pointwise stage, not only rerank, and refuses a listwise one', async () => {
+test('a pool holds any pointwise stage, not only rerank; a listwise one only as an LLM last tier', async () => {
   const f = await cranfieldFixture();
   registry.defineStage('titleLength', () => ({
     name: 'titleLength',
@@ -149,9 +149,14 @@ test('a pool holds any pointwise stage, not only rerank, and refuses a listwise 
   const q = pools.queries[0];
   const d = q.order[1][0];
   assert.equal(q.scores[1][d], (f.env.docs.get(q.docIds[d])?.text.length ?? 0) % 37);
+  // a listwise stage can only be the last tier (run per list), and then only an LLM stage (costed per call)
+  await assert.rejects(
+    scorePools({ spec: { stages: [{ retrieve: 'bm25', k: 40 }, { shuffleList: {} }, { titleLength: {} }] }, env: f.env, docs: f.env.lookup, queries: f.tune.slice(0, 4), qrels: f.qrels }),
+    /"shuffleList" is not a pointwise stage \(listwise\)/,
+  );
   await assert.rejects(
     scorePools({ spec: { stages: [{ retrieve: 'bm25', k: 40 }, { shuffleList: {} }] }, env: f.env, docs: f.env.lookup, queries: f.tune.slice(0, 4), qrels: f.qrels }),
-    /"shuffleList" is not a pointwise stage \(listwise\)/,
+    /"shuffleList" is listwise but no LLM stage/,
   );
 });
 

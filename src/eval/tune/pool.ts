@@ -3,12 +3,14 @@ import type { WinnowEnv } from '../../cascade/env.js';
 import { compileSpec, type CascadeSpec } from '../../cascade/spec.js';
 import { WinnowError } from '../../core/errors.js';
 import { Progress } from '../../core/progress.js';
-import { Costs } from '../../core/costs.js';
+import { Costs, costKind, PAIRS } from '../../core/costs.js';
 import type { Stage } from '../../core/stage.js';
 import { docText, type Doc, type DocLookup, type Query, type ScoreKind } from '../../core/types.js';
 import { EmbeddingCache } from '../../rerank/embedding-cache.js';
 import { retrievesCandidates } from '../../core/stage.js';
 import { StoredVectorScorer } from '../../rerank/stored-vectors.js';
+import { type MemoBackend, onMemoBackend } from '../../rerank/llm/replay.js';
+import { TopK } from '../../cascade/cutoff.js';
 import { Retriever } from '../../retrieve/retriever.js';
 import type { Qrels } from '../metrics.js';
 import { median } from './random.js';
@@ -25,6 +27,18 @@ export interface TuneStage {
   /** the spec entry, without any cut-off */
   spec: Record<string, unknown>;
   cost: StageCost;
+  /**
+   * `listwise`: the last tier, whose output depends on its whole input list (an LLM ranking
+   * windows): it is run on each candidate list instead of scored once into the pool
+   */
+  scoring?: 'pointwise' | 'listwise';
+  /**
+   * work a pointwise stage booked per pair in the scoring pass, by cost name (an LLM judge:
+   * `llm.calls`, `llm.tokens.in`, `llm.usd` …), so a plan's costs follow its pairs
+   */
+  unitCosts?: Record<string, number>;
+  /** LLM stages: the backend that counts calls made while tuning and repeats answered from memory */
+  memo?: MemoBackend;
   /** document embeddings served from the scorer's cache vs computed during the scoring pass */
   docEmbeddings?: DocEmbeddingCounts;
 }
@@ -55,8 +69,13 @@ export interface StageCost {
    * was a dot product against a stored vector, which is what the cascade will pay too, so the
    * pass itself is the measurement (one query embedding + a dot product per pair).
    */
-  measured?: 'pool' | 'cold' | 'stored';
+  measured?: 'pool' | 'cold' | 'stored' | 'calls';
   cold?: ColdSample;
+  /**
+   * `calls`: an LLM stage whose calls run one after another (a listwise walk): a query costs
+   * its calls times this, the median latency of a call measured in the scoring pass
+   */
+  perCallMs?: number;
 }
 
 export interface ColdSample {
@@ -84,6 +103,8 @@ export interface ColdSample {
  */
 export interface QueryPool {
   qid: string;
+  /** the query's text: a listwise tier reads it */
+  text?: string;
   docIds: string[];
   /** qrels value per pool document (0 when unjudged) */
   gain: Float64Array;
@@ -108,6 +129,75 @@ export interface Pools {
   depth: number;
   /** queries dropped because the qrels hold no relevant document for them */
   skippedNoRelevant: number;
+  /** the listwise last tier, run on demand on each list a plan gives it */
+  listwise?: ListwiseTier;
+}
+
+/** What one run of the listwise tier on one list gave: its order and what it booked. */
+export interface ListwiseRun {
+  ids: string[];
+  costs: Record<string, number>;
+}
+
+/**
+ * The listwise last tier of a tuned cascade. Its output depends on the whole input list, so
+ * no pool scored once can replay it: the tuner runs the real stage on each distinct list a
+ * plan hands it (per query, per cut-off that follows it), remembering every run. Its calls go
+ * through a `MemoBackend`, so a window seen before (the same query and passages in the same
+ * order) costs nothing, while the stage still books every call a production run would make.
+ */
+export class ListwiseTier {
+  private readonly runs = new Map<string, Promise<ListwiseRun>>();
+  private readonly cut = new Map<number, Stage>();
+
+  constructor(
+    /** its index among the pool's stages (the last) */
+    readonly index: number,
+    readonly stage: Stage,
+    private readonly docs: DocLookup,
+    private readonly queries: ReadonlyMap<string, Query>,
+    readonly backend?: MemoBackend,
+  ) {}
+
+  /**
+   * The stage's order of `ids` for query `qid`. With `cutoff`, the following top-k is offered
+   * to the stage first (cut-off push-down), as `Pipeline` does in production, so the run costs
+   * what the cut cascade costs.
+   */
+  run(qid: string, ids: readonly string[], cutoff?: number): Promise<ListwiseRun> {
+    const key = `${qid}\u0000${cutoff ?? ''}\u0000${ids.join('\u0001')}`;
+    let run = this.runs.get(key);
+    if (!run) {
+      run = this.runOnce(qid, ids, cutoff);
+      this.runs.set(key, run);
+    }
+    return run;
+  }
+
+  private async runOnce(qid: string, ids: readonly string[], cutoff?: number): Promise<ListwiseRun> {
+    const query = this.queries.get(qid);
+    if (!query) throw new Error(`listwise tier: query ${qid} is not in the pools`);
+    const stage = cutoff === undefined ? this.stage : this.withCutoff(cutoff);
+    const costs = new Costs();
+    const hits = ids.map((docId, i) => ({ docId, score: ids.length - i, scores: {} }));
+    const [out] = await stage.run([{ query, hits }], { docs: this.docs, costs });
+    const ranked = out.hits.map((h) => h.docId);
+    return { ids: cutoff === undefined ? ranked : ranked.slice(0, cutoff), costs: costs.toJSON() };
+  }
+
+  private withCutoff(k: number): Stage {
+    let s = this.cut.get(k);
+    if (!s) {
+      s = this.stage.absorb?.(new TopK(k)) ?? this.stage;
+      this.cut.set(k, s);
+    }
+    return s;
+  }
+}
+
+/** The work costs of a record (what a stage pays for; cache and note entries left out). */
+export function workCosts(costs: Readonly<Record<string, number>>): Record<string, number> {
+  return Object.fromEntries(Object.entries(costs).filter(([name]) => costKind(name).role === 'work'));
 }
 
 export interface ScorePoolOptions {
@@ -206,7 +296,23 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
   }
   const retriever = compiled[0];
   if (!(retriever instanceof Retriever)) throw new WinnowError('bad_spec', `${where}: the first stage must be a retriever`);
-  const rerankers = compiled.slice(1).map((s, i) => checkPointwise(s, `${where}: stages[${i + 1}]`));
+  // A listwise stage may be the last tier: it is run per candidate list, not scored into the pool.
+  const lastStage = compiled[compiled.length - 1];
+  const tierIndex = compiled.length > 1 && lastStage.scoring === 'listwise' && !retrievesCandidates(lastStage) ? compiled.length - 1 : undefined;
+  // LLM stages answer each distinct prompt once while tuning (see `MemoBackend`).
+  const memos = compiled.map((s, i) => (i === 0 ? undefined : onMemoBackend(s)));
+  const rerankers = compiled.slice(1, tierIndex).map((s, i) => memos[i + 1]?.stage ?? s);
+  rerankers.forEach((s, i) => checkPointwise(s, `${where}: stages[${i + 1}]`));
+  const tierMemo = tierIndex === undefined ? undefined : memos[tierIndex];
+  if (tierIndex !== undefined && !tierMemo) {
+    throw new WinnowError(
+      'bad_spec',
+      `${where}: stages[${tierIndex}]: "${lastStage.name}" is listwise but no LLM stage: winnow tune costs a listwise last tier per LLM call`,
+      'tune the cascade of pointwise stages, then add the listwise stage after the tuned ones',
+    );
+  }
+  const tier = tierMemo && tierIndex !== undefined ? new ListwiseTier(tierIndex, tierMemo.stage, opts.docs, new Map(opts.queries.map((q) => [q.id, q])), tierMemo.backend) : undefined;
+  const tierCalls: number[] = [];
   const deep = retriever.withK(depth);
 
   const storedScorers = rerankers.map((r) => {
@@ -227,6 +333,9 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
   const fullMs: number[][] = rerankers.map(() => []);
   const fullN: number[] = [];
   const smallMs: number[][] = rerankers.map(() => []);
+  /** work the pointwise stages booked in the scoring pass, and the pairs it was for */
+  const booked = rerankers.map(() => new Costs());
+  const pairsScored = rerankers.map(() => 0);
   const SMALL = 10;
   const SAMPLE = 25;
   const progress = opts.progress ? new Progress('tune: scoring pools', opts.queries.length, 'queries') : undefined;
@@ -251,29 +360,37 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
       }),
     );
     const scores: Float32Array[] = [Float32Array.from(hits, (h) => h.score)];
-    const pairMs = new Float64Array(rerankers.length);
+    const pairMs = new Float64Array(compiled.length - 1);
     for (let s = 0; s < rerankers.length; s++) {
       const stage = rerankers[s];
       // Stored vectors are read on first use: that one-off read is not what a query pays.
       if (queries.length === 0 && storedScorers[s]) await storedScorers[s]!.scoreStored(query.text, hits);
-      if (queries.length < SAMPLE && n > SMALL) {
+      // An LLM stage's fixed cost per query is nil (its calls are per pair), and a second call
+      // on the same documents would be answered from memory: no small timing call for it.
+      if (queries.length < SAMPLE && n > SMALL && !memos[s + 1]) {
         const ts = performance.now();
         await scoreDocs(stage, query, docs.slice(0, SMALL), docIds.slice(0, SMALL));
         smallMs[s].push(performance.now() - ts);
       }
       const ts = performance.now();
-      const out = n === 0 ? new Float32Array(0) : await scoreDocs(stage, query, docs, docIds);
+      const out = n === 0 ? new Float32Array(0) : await scoreDocs(stage, query, docs, docIds, booked[s]);
       const ms = performance.now() - ts;
+      pairsScored[s] += n;
       fullMs[s].push(ms);
       pairMs[s] = ms;
       scores.push(out);
+    }
+    if (tier) {
+      // The whole pool in first-pass order, one query at a time: the calls are timed alone.
+      const run = await tier.run(query.id, docIds);
+      tierCalls.push(run.costs['llm.calls'] ?? 0);
     }
     retrieveMs.push(tRetrieve);
     fullN.push(n);
     poolChars.push(Float64Array.from(clip, (c) => meanChars(docs, c)));
     // a shallow pool still gives a slope: the large call then takes what the small one left
     if (coldInputs.length < sample.queries && n > 2 * sample.smallDocs) coldInputs.push({ query, docs });
-    queries.push(buildQueryPool(query.id, docIds, scores, judged, { retrieveMs: tRetrieve, pairMs }) as QueryPool);
+    queries.push(buildQueryPool(query.id, docIds, scores, judged, { retrieveMs: tRetrieve, pairMs }, query.text) as QueryPool);
     progress?.tick();
   }
   progress?.finish();
@@ -289,6 +406,14 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
   for (let i = 0; i < entries.length; i++) {
     const entry = entries[i];
     const stage = compiled[i];
+    const memo = memos[i]?.backend;
+    if (i === tierIndex && tier) {
+      // Calls of a listwise walk run one after another: a query costs calls × ms per call.
+      const perCallMs = opts.costs?.[i].perCallMs ?? median(memo?.ms ?? []);
+      const cost: StageCost = opts.costs?.[i] ?? { perPairMs: 0, fixedMs: 0, perCallMs, medianQueryMs: median(tierCalls) * perCallMs, measured: 'calls' };
+      stages.push({ name: stage.name, role: 'reranker', scoreKind: stage.scoreKind ?? 'unbounded', spec: entry, cost, scoring: 'listwise', ...(memo ? { memo } : {}) });
+      continue;
+    }
     const name = i === 0 ? String(entry.retrieve) : stage.name;
     const scoreKind: ScoreKind = i === 0 ? 'unbounded' : (stage.scoreKind ?? 'unbounded');
     let cost: StageCost;
@@ -300,6 +425,14 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
       cost = await coldCost(entry, opts.coldEnv, coldInputs, sample, clip[i - 1], median(fullN), `${where}: stage ${i} (cold cost)`);
     } else cost = { ...fitCost(fullMs[i - 1], fullN, smallMs[i - 1], SMALL), measured: 'pool' };
     const out: TuneStage = { name, role: i === 0 ? 'retriever' : 'reranker', scoreKind, spec: entry, cost };
+    if (i > 0) {
+      out.scoring = 'pointwise';
+      // pairs are counted by the replay itself; the rest (an LLM judge's calls, tokens, money) follow them
+      const { [PAIRS]: _pairs, ...perPair } = workCosts(booked[i - 1].toJSON());
+      if (pairsScored[i - 1] > 0) for (const k of Object.keys(perPair)) perPair[k] /= pairsScored[i - 1];
+      if (Object.keys(perPair).length > 0) out.unitCosts = perPair;
+      if (memo) out.memo = memo;
+    }
     const c = caches[i - 1];
     const b = cacheBefore[i - 1];
     if (c && b) out.docEmbeddings = { fromCache: c.hits - b.hits, embedded: c.misses - b.misses };
@@ -318,7 +451,7 @@ export async function scorePools(opts: ScorePoolOptions): Promise<Pools> {
       else q.pairMs[s] = n > 0 ? Math.max(0, q.pairMs[s] - c.fixedMs) / n : c.perPairMs;
     }
   });
-  return { stages, queries, depth, skippedNoRelevant };
+  return { stages, queries, depth, skippedNoRelevant, ...(tier ? { listwise: tier } : {}) };
 }
 
 /**
@@ -342,12 +475,12 @@ function checkPointwise(stage: Stage, where: string): Stage {
  * Scores documents with a pointwise stage by running it, as a cascade would, on a ranking of
  * them (documents carried on the hits), and returns the scores in the documents' order.
  */
-async function scoreDocs(stage: Stage, query: Query, docs: readonly Doc[], ids: readonly string[] = docs.map((d) => d.id)): Promise<Float32Array> {
+async function scoreDocs(stage: Stage, query: Query, docs: readonly Doc[], ids: readonly string[] = docs.map((d) => d.id), costs = new Costs()): Promise<Float32Array> {
   // Ids as the retriever named them (a collection's stored vectors are found by them), and
   // documents by lookup, not on the hits: a hit carrying its document counts as inline text.
   const hits = ids.map((docId, i) => ({ docId, score: -i, scores: {} }));
   const lookup = new Map(ids.map((id, i) => [id, docs[i]]));
-  const [out] = await stage.run([{ query, hits }], { docs: lookup, costs: new Costs() });
+  const [out] = await stage.run([{ query, hits }], { docs: lookup, costs });
   const byId = new Map(out.hits.map((h) => [h.docId, h.score]));
   if (out.hits.length !== docs.length) throw new WinnowError('model_error', `${stage.name}: returned ${out.hits.length} hits for ${docs.length} documents`);
   return Float32Array.from(ids, (id) => byId.get(id) as number);
@@ -489,6 +622,7 @@ export function buildQueryPool(
   scores: Float32Array[],
   judged: Map<string, number>,
   timing: { retrieveMs: number; pairMs: Float64Array },
+  text?: string,
 ): QueryPool | undefined {
   const facts = judgedFacts(judged);
   if (!facts) return undefined;
@@ -500,6 +634,7 @@ export function buildQueryPool(
   });
   return {
     qid,
+    ...(text !== undefined ? { text } : {}),
     docIds,
     gain: Float64Array.from(docIds, (id) => judged.get(id) ?? 0),
     numRel: facts.numRel,

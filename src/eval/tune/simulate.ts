@@ -3,12 +3,12 @@ import { TopK } from '../../cascade/cutoff.js';
 import { EarlyExit } from '../../cascade/early-exit.js';
 import { Fusion } from '../../cascade/fusion.js';
 import { Pipeline } from '../../cascade/pipeline.js';
-import { Costs, PAIRS } from '../../core/costs.js';
+import { costKind, Costs, PAIRS } from '../../core/costs.js';
 import type { Stage, StageContext, StageDescription } from '../../core/stage.js';
 import type { Hit, Ranking, ScoreKind } from '../../core/types.js';
 import { evaluateRanking, parseMeasure } from '../metrics.js';
 import { percentile } from '../stats.js';
-import type { Pools, QueryPool } from './pool.js';
+import { type ListwiseTier, type Pools, type QueryPool, workCosts } from './pool.js';
 
 /** One active stage of a plan and how many candidates it keeps (the last step: the final k). */
 export interface PlanStep {
@@ -50,6 +50,11 @@ export interface PlanEval {
   perQueryPairs: Float64Array[];
   /** mean pairs per query, per stage of the pool */
   pairs: number[];
+  /**
+   * mean work per query by cost name, all stages together (an LLM tier's `llm.calls`,
+   * `llm.tokens.in`, `llm.usd` …; pairs are in `pairs`)
+   */
+  costs: Record<string, number>;
   latencyMs: { p50: number; p95: number; mean: number };
   /** fraction of queries whose last stage was skipped by the early exit */
   skipped: number;
@@ -94,6 +99,8 @@ class ReplayMeter {
   readonly byQid = new Map<string, number>();
   readonly ms: Float64Array;
   readonly pairs: Float64Array[];
+  /** work booked per query, by cost name */
+  readonly work: Costs[];
   private readonly seen: (Uint8Array | undefined)[][];
 
   constructor(
@@ -104,6 +111,7 @@ class ReplayMeter {
     this.ms = new Float64Array(queries.length);
     this.pairs = pools.stages.map(() => new Float64Array(queries.length));
     this.seen = queries.map(() => pools.stages.map(() => undefined));
+    this.work = queries.map(() => new Costs());
   }
 
   query(qid: string): { q: QueryPool; i: number } {
@@ -131,10 +139,20 @@ class ReplayMeter {
       }
     }
     if (fresh > 0) {
+      const st = this.pools.stages[stage];
       this.pairs[stage][i] += fresh;
-      this.ms[i] += this.pools.stages[stage].cost.fixedMs + q.pairMs[stage - 1] * fresh;
+      this.ms[i] += st.cost.fixedMs + q.pairMs[stage - 1] * fresh;
+      for (const [name, perPair] of Object.entries(st.unitCosts ?? {})) this.work[i].add(name, perPair * fresh);
     }
     return fresh;
+  }
+
+  /** One run of the listwise tier on `n` documents: its calls, one after another, and its work. */
+  chargeRun(i: number, stage: number, n: number, costs: Readonly<Record<string, number>>): void {
+    const c = this.pools.stages[stage].cost;
+    this.pairs[stage][i] += n;
+    this.ms[i] += c.fixedMs + callsIn(costs) * (c.perCallMs ?? 0);
+    this.work[i].addAll(workCosts(costs));
   }
 }
 
@@ -225,6 +243,65 @@ class PoolStage implements Stage {
   }
 }
 
+/** Calls a run booked: its work costs counted in calls (`llm.calls`, or a plugin's own). */
+export function callsIn(costs: Readonly<Record<string, number>>): number {
+  let n = 0;
+  for (const [name, amount] of Object.entries(costs)) {
+    const kind = costKind(name);
+    if (kind.role === 'work' && kind.unit === 'calls') n += amount;
+  }
+  return n;
+}
+
+/**
+ * The listwise last tier in a replay: it hands each query's list to the real stage (through
+ * `ListwiseTier`, which remembers every run), and takes a following top-k as the real stage
+ * would (cut-off push-down), so the replay pays what the tuned cascade will.
+ */
+class PoolListwise implements Stage {
+  readonly kind = 'reranker' as const;
+  readonly scoring = 'listwise' as const;
+  readonly name: string;
+  readonly scoreKind: ScoreKind;
+
+  constructor(
+    private readonly meter: ReplayMeter,
+    private readonly tier: ListwiseTier,
+    readonly cutoff?: number,
+  ) {
+    const s = meter.pools.stages[tier.index];
+    this.name = s.name;
+    this.scoreKind = s.scoreKind;
+  }
+
+  absorb(next: Stage): Stage | undefined {
+    return next instanceof TopK ? new PoolListwise(this.meter, this.tier, Math.min(next.k, this.cutoff ?? Infinity)) : undefined;
+  }
+
+  describe(): StageDescription {
+    return { poolListwise: this.name, ...(this.cutoff !== undefined ? { top: this.cutoff } : {}) };
+  }
+
+  run(batch: readonly Ranking[]): Promise<Ranking[]> {
+    return Promise.all(
+      batch.map(async (r) => {
+        const { q, i } = this.meter.query(r.query.id);
+        const run = await this.tier.run(q.qid, r.hits.map((h) => h.docId), this.cutoff);
+        this.meter.chargeRun(i, this.tier.index, r.hits.length, run.costs);
+        const n = run.ids.length;
+        const hits: PoolHit[] = run.ids.map((docId, j) => ({ docId, score: n - j, scores: NO_SCORES, poolIndex: q.index.get(docId) as number }));
+        return { query: r.query, hits };
+      }),
+    );
+  }
+}
+
+/** The replay stage of pool stage `s`: its pool scores, or the listwise tier's runs. */
+function poolStage(meter: ReplayMeter, s: number): Stage {
+  const tier = meter.pools.listwise;
+  return tier && tier.index === s ? new PoolListwise(meter, tier) : new PoolStage(meter, s);
+}
+
 /** Stage indices of the rerankers a plan runs: the lists fusion combines. */
 export function rerankSteps(plan: Plan): number[] {
   return plan.steps.slice(1).map((s) => s.stage);
@@ -244,12 +321,12 @@ function planPipeline(meter: ReplayMeter, plan: Plan, finalK: number, upTo = pla
   for (let j = 1; j < steps.length; j++) {
     const isLast = whole && j === steps.length - 1;
     if (!isLast) {
-      stages.push(new PoolStage(meter, steps[j].stage), new TopK(steps[j].k));
+      stages.push(poolStage(meter, steps[j].stage), new TopK(steps[j].k));
       continue;
     }
-    let last: Stage = new PoolStage(meter, steps[j].stage);
+    let last: Stage = poolStage(meter, steps[j].stage);
     if (plan.fusion) {
-      const inputs = rerankSteps(plan).map((s) => new Pipeline([new PoolStage(meter, s)]));
+      const inputs = rerankSteps(plan).map((s) => new Pipeline([poolStage(meter, s)]));
       last =
         plan.fusion.kind === 'rrf'
           ? new Fusion('fused', inputs, { kind: 'rrf', k: plan.fusion.k })
@@ -263,7 +340,7 @@ function planPipeline(meter: ReplayMeter, plan: Plan, finalK: number, upTo = pla
 
 export interface Replay {
   rankings: Ranking[];
-  meter: { ms: Float64Array; pairs: Float64Array[] };
+  meter: { ms: Float64Array; pairs: Float64Array[]; work: Costs[] };
 }
 
 /**
@@ -274,7 +351,7 @@ export interface Replay {
 export async function replayPlan(pools: Pools, plan: Plan, finalK: number, queries: readonly QueryPool[] = pools.queries, upTo?: number): Promise<Replay> {
   const meter = new ReplayMeter(pools, queries);
   const pipeline = planPipeline(meter, plan, finalK, upTo);
-  const batch: Ranking[] = queries.map((q) => ({ query: { id: q.qid, text: '' }, hits: [] }));
+  const batch: Ranking[] = queries.map((q) => ({ query: { id: q.qid, text: q.text ?? '' }, hits: [] }));
   const { rankings } = await pipeline.execute(batch, { costs: new Costs() });
   return { rankings, meter };
 }
@@ -309,9 +386,17 @@ export async function evaluatePlan(pools: Pools, plan: Plan, finalK: number, que
     perQueryMs: meter.ms,
     perQueryPairs: meter.pairs,
     pairs: meter.pairs.map(meanOf),
+    costs: meanCosts(meter.work),
     latencyMs: latencyOf(ms),
     skipped: skipped / n,
   };
+}
+
+/** Mean per query of each cost name. */
+function meanCosts(perQuery: readonly Costs[]): Record<string, number> {
+  const total = new Costs();
+  for (const c of perQuery) total.addAll(c);
+  return Object.fromEntries(total.names().map((name) => [name, total.get(name) / perQuery.length]));
 }
 
 export function meanOf(a: ArrayLike<number>): number {

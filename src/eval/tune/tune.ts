@@ -1,6 +1,7 @@
 import { type Calibration, describeCalibration } from '../../cascade/calibration.js';
 import type { WinnowEnv } from '../../cascade/env.js';
 import type { CascadeSpec } from '../../cascade/spec.js';
+import { costKind, PAIRS } from '../../core/costs.js';
 import { WinnowError } from '../../core/errors.js';
 import type { DocLookup, Query } from '../../core/types.js';
 import type { Qrels } from '../metrics.js';
@@ -91,8 +92,10 @@ export interface PlanSummary {
   steps: { stage: string; k: number }[];
   'nDCG@10': number;
   'R@10': number;
-  /** mean pairs scored per query, by stage name */
+  /** mean pairs scored per query, by stage name (an LLM tier: documents it was shown) */
   pairs: Record<string, number>;
+  /** mean work per query by cost name, when stages book more than pairs (LLM calls, tokens, money) */
+  costs?: Record<string, number>;
   latencyMs: { p50: number; p95: number; mean: number };
   skipped?: number;
 }
@@ -131,7 +134,17 @@ export interface TuneResult {
   splits: { tune: string; test: string; tuneQueries: number; testQueries: number; note?: string; skippedNoRelevant: number };
   depth: number;
   finalK: number;
-  stages: { name: string; role: string; scoreKind: string; cost: StageCost; docEmbeddings?: DocEmbeddingCounts }[];
+  stages: {
+    name: string;
+    role: string;
+    scoreKind: string;
+    cost: StageCost;
+    docEmbeddings?: DocEmbeddingCounts;
+    scoring?: 'pointwise' | 'listwise';
+    unitCosts?: Record<string, number>;
+    /** LLM stages: calls made while tuning both splits, and repeats answered from memory */
+    llmCalls?: { made: number; replayed: number };
+  }[];
   curves: StageCurve[];
   plateauPlan: { tune: PlanSummary; test: PlanSummary };
   budget: { ms: number; stat: BudgetStat; met: boolean; message: string; share?: number };
@@ -157,6 +170,23 @@ export interface TuneResult {
   seed: number;
 }
 
+/**
+ * Columns for the work plans book besides pairs (an LLM tier's calls, tokens, money), by the
+ * cost names that occur, each headed by its declared label and reported per query.
+ */
+export function costColumns(plans: readonly PlanSummary[]): { headers: string[]; cells: (p: PlanSummary) => string[] } {
+  const names = [...new Set(plans.flatMap((p) => Object.keys(p.costs ?? {})))].filter((n) => n !== PAIRS);
+  const show = (name: string, x: number): string => {
+    const unit = costKind(name).unit;
+    if (unit === 'usd') return x === 0 ? '0' : x.toPrecision(3);
+    return unit === 'calls' ? x.toFixed(1) : x.toFixed(0);
+  };
+  return {
+    headers: names.map((n) => `${costKind(n).label}/q`),
+    cells: (p) => names.map((n) => show(n, p.costs?.[n] ?? 0)),
+  };
+}
+
 function summarize(pools: Pools, plan: Plan, e: PlanEval, finalK: number): PlanSummary {
   const pairs: Record<string, number> = {};
   pools.stages.forEach((s, i) => {
@@ -170,6 +200,7 @@ function summarize(pools: Pools, plan: Plan, e: PlanEval, finalK: number): PlanS
     pairs,
     latencyMs: e.latencyMs,
   };
+  if (Object.keys(e.costs).length > 0) out.costs = e.costs;
   if (plan.earlyExit) out.skipped = e.skipped;
   return out;
 }
@@ -363,6 +394,8 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
     for (let j = 0; j < plan.steps.length; j++) {
       const step = plan.steps[j];
       const st = tunePools.stages[step.stage];
+      // a listwise tier's scores are ranks within each list it was given: nothing to calibrate
+      if (st.scoring === 'listwise') continue;
       const fitData = await stagePairs(tunePools, plan, j, finalK);
       const fit = fitCalibration(o.calibrate as CalibrationMethod, st.scoreKind, fitData.scores, fitData.labels, `stage "${st.name}"`);
       calibrations.set(step.stage, fit.calibration);
@@ -527,6 +560,11 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
     finalK,
     stages: tunePools.stages.map((s, i) => {
       const out: TuneResult['stages'][number] = { name: s.name, role: s.role, scoreKind: s.scoreKind, cost: s.cost };
+      if (s.scoring) out.scoring = s.scoring;
+      if (s.unitCosts) out.unitCosts = s.unitCosts;
+      // read after every replay of both splits: the calls tuning paid for, all told
+      const memos = [s.memo, testPools.stages[i].memo].filter((m) => m !== undefined);
+      if (memos.length > 0) out.llmCalls = { made: memos.reduce((n, m) => n + m.ms.length, 0), replayed: memos.reduce((n, m) => n + m.replayed, 0) };
       const a = s.docEmbeddings;
       const b = testPools.stages[i].docEmbeddings;
       if (a && b) out.docEmbeddings = { fromCache: a.fromCache + b.fromCache, embedded: a.embedded + b.embedded, ...(a.stored !== undefined || b.stored !== undefined ? { stored: (a.stored ?? 0) + (b.stored ?? 0) } : {}) };

@@ -2,6 +2,7 @@ import { WinnowError } from '../../core/errors.js';
 import { joinUrl, numberAt, requireKey, setting } from '../remote/base.js';
 import { HttpClient } from '../remote/http.js';
 import { callName, endpointLimiter, type BackendOptions, type Limiter, type LlmAnswer, type LlmBackend, type LlmRequest } from './backend.js';
+import { estimateTokens } from './prompt.js';
 
 export interface AnthropicOptions extends BackendOptions {
   /** the `anthropic-version` header; default 2023-06-01 */
@@ -56,7 +57,7 @@ export class AnthropicBackend implements LlmBackend {
       .join('');
     return {
       text,
-      tokensIn: numberAt(json, 'usage', 'input_tokens') ?? Math.ceil((req.system.length + req.user.length) / 4),
+      tokensIn: numberAt(json, 'usage', 'input_tokens') ?? estimateTokens(req),
       tokensOut: numberAt(json, 'usage', 'output_tokens') ?? Math.ceil(text.length / 4),
     };
   }

@@ -30,6 +30,8 @@ export interface LlmBackend {
   readonly provider: string;
   readonly model: string;
   complete(req: LlmRequest): Promise<LlmAnswer>;
+  /** prompt tokens of a request, when the backend can count them before sending (budgets reserve them) */
+  countTokens?(prompt: Prompt): number | undefined;
   close?(): Promise<void>;
 }
 

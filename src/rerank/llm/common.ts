@@ -9,7 +9,7 @@ import { lookupDoc } from '../rerank.js';
 import { RemoteError } from '../remote/http.js';
 import { expandEnv, splitModelRef, type BackendOptions, type LlmAnswer, type LlmBackend, type LlmRequest } from './backend.js';
 import type { ParseStatus } from './parse.js';
-import type { Prompt } from './prompt.js';
+import { estimateTokens, type Prompt } from './prompt.js';
 
 export const LLM_CALLS = defineCost({ name: 'llm.calls', label: 'llm calls', unit: 'calls', help: 'LLM calls (chat/completion requests; cache hits excluded)', role: 'work' });
 export const LLM_TOKENS_IN = defineCost({ name: 'llm.tokens.in', label: 'tok in', unit: 'tokens', help: 'prompt tokens sent to LLMs', role: 'work' });
@@ -147,13 +147,25 @@ async function openBackend(ref: string, options: BackendOptions & Record<string,
 /**
  * One query's LLM calls: checks its budget before each call, races each call against its
  * deadline, and books calls, tokens and money.
+ *
+ * Token budgets hold with calls in flight (a judge sends a query's pairs concurrently): a
+ * call reserves what it may use, its prompt's tokens (counted by the backend when it can,
+ * else estimated) plus the answer's maximum, before it is sent, and is refused when that
+ * reservation would take the query past `maxTokens`. When the call returns, the reservation
+ * is replaced by what the backend reports. A server that counts more prompt tokens than
+ * estimated raises the estimate of the query's later calls by the same ratio.
  */
 export class QueryCalls {
   calls = 0;
+  /** tokens used by calls that returned */
   tokens = 0;
+  /** tokens reserved by calls in flight */
+  reserved = 0;
   /** why the query stopped early, once it has */
   stopped?: string;
   private readonly start = performance.now();
+  /** reported / estimated prompt tokens, the largest seen: corrects a low estimate */
+  private inflation = 1;
 
   constructor(
     private readonly backend: LlmBackend,
@@ -167,16 +179,18 @@ export class QueryCalls {
     const { maxCalls, maxTokens: tokenCap, deadlineMs } = this.budget;
     if (this.stopped) return undefined;
     if (maxCalls !== undefined && this.calls >= maxCalls) return this.stop(`maxCalls ${maxCalls} reached`);
-    // Token use is known only after a call, so concurrent calls (a judge's) can overshoot
-    // maxTokens by what is in flight; calls are reserved up front and never overshoot.
-    this.calls++;
-    if (tokenCap !== undefined && this.tokens >= tokenCap) return this.stop(`maxTokens ${tokenCap} reached`);
+    const promptTokens = promptTokenEstimate(this.backend, prompt);
+    const reservation = Math.ceil(promptTokens * this.inflation) + maxTokens;
+    if (tokenCap !== undefined && this.tokens + this.reserved + reservation > tokenCap) return this.stop(`maxTokens ${tokenCap} reached`);
     let signal: AbortSignal | undefined;
     if (deadlineMs !== undefined) {
       const left = deadlineMs - (performance.now() - this.start);
       if (left <= 0) return this.stop(`deadline ${deadlineMs} ms passed`);
       signal = AbortSignal.timeout(Math.ceil(left));
     }
+    // Reserved synchronously, before the first await: concurrent callers see each other.
+    this.calls++;
+    this.reserved += reservation;
     const req: LlmRequest = { ...prompt, maxTokens, topLogprobs, signal };
     let answer: LlmAnswer;
     try {
@@ -184,7 +198,10 @@ export class QueryCalls {
     } catch (e) {
       if (signal?.aborted && e instanceof RemoteError) return this.stop(`deadline ${deadlineMs} ms passed`);
       throw e;
+    } finally {
+      this.reserved -= reservation;
     }
+    if (promptTokens > 0) this.inflation = Math.max(this.inflation, answer.tokensIn / promptTokens);
     this.tokens += answer.tokensIn + answer.tokensOut;
     this.costs.add(LLM_CALLS, 1);
     this.costs.add(LLM_TOKENS_IN, answer.tokensIn);
@@ -197,6 +214,11 @@ export class QueryCalls {
     this.stopped ??= reason;
     return undefined;
   }
+}
+
+/** Prompt tokens of a call before it is sent: the backend's count, else 4 characters a token. */
+export function promptTokenEstimate(backend: LlmBackend, prompt: Prompt): number {
+  return backend.countTokens?.(prompt) ?? estimateTokens(prompt);
 }
 
 /** The documents behind a ranking's hits. */

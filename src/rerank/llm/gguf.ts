@@ -3,6 +3,7 @@ import path from 'node:path';
 import { WinnowError } from '../../core/errors.js';
 import { Limiter, type BackendOptions, type LlmAnswer, type LlmBackend, type LlmRequest } from './backend.js';
 import type { TokenLogprob } from './parse.js';
+import type { Prompt } from './prompt.js';
 
 /** Options of the in-process backend (spec fields on the stage). */
 export interface GgufOptions extends BackendOptions {
@@ -104,7 +105,12 @@ class GgufBackend implements LlmBackend {
     return this.limiter.run(() => this.generate(req));
   }
 
-  private promptTokens(req: LlmRequest): Token[] {
+  /** Exact: the tokens `complete` will evaluate (budgets reserve them before the call). */
+  countTokens(prompt: Prompt): number {
+    return this.promptTokens(prompt).length;
+  }
+
+  private promptTokens(req: Prompt): Token[] {
     if (this.chat) {
       const history = [
         { type: 'system', text: req.system },

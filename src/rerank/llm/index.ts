@@ -10,3 +10,4 @@ export { slidingWindow, topDown, windowStarts } from './window.js';
 export { parsePermutation, defuseIds, normalizeDigits, stripReasoning } from './parse.js';
 export { backendFor } from './common.js';
 export type { LlmBackend, LlmAnswer, LlmRequest } from './backend.js';
+export { MemoBackend, onMemoBackend } from './replay.js';

@@ -11,7 +11,8 @@ import {
 } from './common.js';
 import { parsePermutation, type IdStyle } from './parse.js';
 import { listwisePrompt, PROMPT_VERSION, truncated } from './prompt.js';
-import { slidingWindow, topDown } from './window.js';
+import { slidingWindow, topDown, walkForTopK } from './window.js';
+import { TopK } from '../../cascade/cutoff.js';
 
 export interface ListwiseOptions {
   /** passages per call; default 20 */
@@ -28,6 +29,11 @@ export interface ListwiseOptions {
   ids: IdStyle;
   /** most answer tokens; default 8 per passage + 16 (room for `[12] > ` each) */
   maxAnswerTokens?: number;
+  /**
+   * a following top-k cut-off taken in (`absorb`): the stage keeps k hits and walks only as
+   * far as the top k needs (`walkForTopK`; with `topDown`, its topK is at most k)
+   */
+  cutoff?: number;
 }
 
 const OWN = ['window', 'stride', 'passes', 'strategy', 'topK', 'ids', 'maxAnswerTokens'];
@@ -54,10 +60,23 @@ export class ListwiseStage implements Stage {
     this.name = common.name ?? `listwise(${backend.model})`;
   }
 
+  get label(): string | undefined {
+    return this.list.cutoff === undefined ? undefined : `${this.name} → top(${this.list.cutoff})`;
+  }
+
   describe(): StageDescription {
-    const { window, stride, passes, strategy, topK, ids } = this.list;
+    const { window, stride, passes, strategy, topK, ids, cutoff } = this.list;
     const { instruction, maxWords, order, seed } = this.common;
-    return { listwise: { model: this.backend.id, window, stride, passes, strategy, ...(strategy === 'topDown' ? { topK } : {}), ids, instruction, maxWords, order, seed }, name: this.name };
+    const d: StageDescription = { listwise: { model: this.backend.id, window, stride, passes, strategy, ...(strategy === 'topDown' ? { topK } : {}), ids, instruction, maxWords, order, seed }, name: this.name };
+    if (cutoff !== undefined) d.top = cutoff;
+    return d;
+  }
+
+  /** Cut-off push-down: a following top-k becomes the stage's window budget (see `walkForTopK`). */
+  absorb(next: Stage): Stage | undefined {
+    if (!(next instanceof TopK)) return undefined;
+    const k = Math.min(next.k, this.list.cutoff ?? Infinity);
+    return new ListwiseStage(this.backend, this.common, { ...this.list, cutoff: k });
   }
 
   async close(): Promise<void> {
@@ -93,8 +112,14 @@ export class ListwiseStage implements Stage {
       return parsed.order.map((j) => window[j]);
     };
     const start = arrange(docs.map((_, i) => i), common.order, common.seed, r.query.id);
-    const walked = list.strategy === 'topDown' ? await topDown(start, list.window, list.topK, rank) : await slidingWindow(start, list.window, list.stride, list.passes, rank);
-    return degraded(r, rankScored(walked.items.map((i) => r.hits[i]), this.name), this.name, walked.stopped ? calls.stopped : undefined, ctx.costs);
+    const walk = walkForTopK(list.window, list.stride, list.passes, list.cutoff);
+    const walked =
+      list.strategy === 'topDown'
+        ? await topDown(start, list.window, Math.min(list.topK, list.cutoff ?? Infinity), rank)
+        : await slidingWindow(start, list.window, walk.stride, walk.passes, rank);
+    // Scored over the whole list, then cut: the same hits and scores as the stage and a top(k) apart.
+    const hits = rankScored(walked.items.map((i) => r.hits[i]), this.name).slice(0, list.cutoff);
+    return degraded(r, hits, this.name, walked.stopped ? calls.stopped : undefined, ctx.costs);
   }
 }
 

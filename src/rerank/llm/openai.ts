@@ -2,6 +2,7 @@ import { WinnowError } from '../../core/errors.js';
 import { joinUrl, numberAt, setting } from '../remote/base.js';
 import { HttpClient } from '../remote/http.js';
 import { callName, endpointLimiter, type BackendOptions, type Limiter, type LlmAnswer, type LlmBackend, type LlmRequest } from './backend.js';
+import { estimateTokens } from './prompt.js';
 import type { TokenLogprob } from './parse.js';
 
 export interface OpenAiOptions extends BackendOptions {
@@ -76,7 +77,7 @@ function readChatAnswer(json: unknown, req: LlmRequest, name: string, url: strin
   return {
     text,
     // Servers that omit usage still cost something: estimate at 4 characters a token.
-    tokensIn: numberAt(json, 'usage', 'prompt_tokens') ?? Math.ceil((req.system.length + req.user.length) / 4),
+    tokensIn: numberAt(json, 'usage', 'prompt_tokens') ?? estimateTokens(req),
     tokensOut: numberAt(json, 'usage', 'completion_tokens') ?? Math.ceil(text.length / 4),
     top: top && top.length ? top : undefined,
   };

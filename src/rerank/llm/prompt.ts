@@ -13,6 +13,11 @@ export interface Prompt {
   user: string;
 }
 
+/** Prompt tokens at 4 characters a token: budgets reserve it, and servers reporting no usage are billed by it. */
+export function estimateTokens(prompt: Prompt): number {
+  return Math.ceil((prompt.system.length + prompt.user.length) / 4);
+}
+
 /** The first `maxWords` words of a document (title included), with id-like brackets defused. */
 export function passage(doc: Doc, maxWords: number): string {
   const words = docText(doc).split(/\s+/).filter(Boolean);

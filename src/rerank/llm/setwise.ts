@@ -11,6 +11,7 @@ import {
 } from './common.js';
 import { parsePermutation } from './parse.js';
 import { PROMPT_VERSION, setwisePrompt, truncated } from './prompt.js';
+import { TopK } from '../../cascade/cutoff.js';
 
 export interface SetwiseOptions {
   /** passages per call (the parent and its children in the heap); default 4 */
@@ -19,6 +20,8 @@ export interface SetwiseOptions {
   policy: 'heap' | 'bubble';
   /** how many of the head get ordered by the model; default 10 */
   topK: number;
+  /** a following top-k cut-off taken in (`absorb`): the stage keeps k hits and orders only those */
+  cutoff?: number;
 }
 
 /** Picks the best of `items` (positions into the query's documents), or undefined when over budget. */
@@ -44,9 +47,28 @@ export class SetwiseStage implements Stage {
     this.name = common.name ?? `setwise(${backend.model})`;
   }
 
+  get label(): string | undefined {
+    return this.set.cutoff === undefined ? undefined : `${this.name} → top(${this.set.cutoff})`;
+  }
+
   describe(): StageDescription {
     const { instruction, maxWords, order, seed } = this.common;
-    return { setwise: { model: this.backend.id, ...this.set, instruction, maxWords, order, seed }, name: this.name };
+    const { cutoff, ...set } = this.set;
+    const d: StageDescription = { setwise: { model: this.backend.id, ...set, instruction, maxWords, order, seed }, name: this.name };
+    if (cutoff !== undefined) d.top = cutoff;
+    return d;
+  }
+
+  /**
+   * Cut-off push-down: a following top-k means only k positions need the model. Both sorts
+   * settle the head one position at a time (a bubble pass per position, a heap pop per
+   * position) and the first k steps do not depend on how many follow, so the top k and the
+   * calls that make it are the same as without the cut, for any model.
+   */
+  absorb(next: Stage): Stage | undefined {
+    if (!(next instanceof TopK)) return undefined;
+    const k = Math.min(next.k, this.set.cutoff ?? Infinity);
+    return new SetwiseStage(this.backend, this.common, { ...this.set, cutoff: k });
   }
 
   async close(): Promise<void> {
@@ -81,9 +103,10 @@ export class SetwiseStage implements Stage {
       return items[parsed.order[0]];
     };
     const start = arrange(docs.map((_, i) => i), common.order, common.seed, r.query.id);
-    const k = Math.min(this.set.topK, start.length);
+    const k = Math.min(this.set.topK, this.set.cutoff ?? Infinity, start.length);
     const result = this.set.policy === 'heap' ? await heapTop(start, k, this.set.setSize, pick) : await bubbleTop(start, k, this.set.setSize, pick);
-    return degraded(r, rankScored(result.items.map((i) => r.hits[i]), this.name), this.name, result.stopped ? calls.stopped : undefined, ctx.costs);
+    const hits = rankScored(result.items.map((i) => r.hits[i]), this.name).slice(0, this.set.cutoff);
+    return degraded(r, hits, this.name, result.stopped ? calls.stopped : undefined, ctx.costs);
   }
 }
 

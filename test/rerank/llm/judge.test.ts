@@ -101,3 +101,27 @@ test('judge budget: the judged head is reordered, the rest follows in its order,
     await fake.close();
   }
 });
+
+test('judge token budget with concurrent calls: reservations keep the total under maxTokens', async () => {
+  // Tokens as the fake counts them (prompt characters / 4, answer characters / 4): never more
+  // than the stage reserves, so the budget must hold exactly, however many calls are in flight.
+  const fake = await startFakeLlm({ delayMs: 20 });
+  try {
+    const many = corpus(16, (i) => i % 4);
+    const all = ranking('q', [...many.keys()]);
+    const budget = 400;
+    const stage = await build({ judge: { model: 'openai:m', baseUrl: `${fake.url}/budget`, concurrency: 4, budget: { maxTokens: budget } } });
+    const ctx = context(many);
+    const [out] = await stage.run([all], ctx);
+    const used = ctx.costs.get('llm.tokens.in') + ctx.costs.get('llm.tokens.out');
+    assert.ok(used <= budget, `${used} tokens used, budget ${budget}`);
+    assert.ok(fake.maxInFlight > 1, `calls ran concurrently (${fake.maxInFlight} in flight)`);
+    const calls = ctx.costs.get('llm.calls');
+    assert.ok(calls >= 2 && calls < 16, `${calls} calls: some, not all`);
+    assert.match(out.degraded?.reason ?? '', /maxTokens 400 reached/);
+    assert.equal(ctx.costs.get('llm.degraded'), 1);
+    assert.equal(out.hits.length, 16, 'the pairs not judged follow in their previous order');
+  } finally {
+    await fake.close();
+  }
+});

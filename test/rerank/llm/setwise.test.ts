@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
 import { bubbleTop, heapTop } from '../../../src/rerank/llm/setwise.js';
+import { TopK } from '../../../src/cascade/cutoff.js';
+import { Pipeline } from '../../../src/cascade/pipeline.js';
 import { startFakeLlm } from '../../helpers/fake-llm-server.js';
 import { build, context, corpus, ids, ranking } from './helpers.js';
 
@@ -42,6 +44,27 @@ test('setwise stage through the fake server: labelled sets, exact top k, calls c
     const [out] = await limited.run([input], context(docs));
     assert.match(out.degraded?.reason ?? '', /maxCalls 5/);
     assert.equal(ids(out)[0], 'd3', 'the first bubble pass (5 sets of 3 over 10, overlapping by one) finished');
+  } finally {
+    await fake.close();
+  }
+});
+
+test('setwise takes a following top(k) as its budget: fewer calls, the same top k', async () => {
+  const fake = await startFakeLlm();
+  const docs = corpus(12, (i) => (i * 5) % 12);
+  const input = ranking('q', Array.from({ length: 12 }, (_, i) => `d${i}`));
+  try {
+    for (const policy of ['heap', 'bubble']) {
+      const stage = await build({ setwise: { model: 'openai:m', baseUrl: fake.url, policy, setSize: 3, topK: 8 }, name: 'sw' });
+      const plain = context(docs);
+      const [all] = await stage.run([input], plain);
+      const [pushed] = Pipeline.of(stage, new TopK(3)).compile();
+      assert.equal(pushed.label, 'sw → top(3)');
+      const ctx = context(docs);
+      const [out] = await pushed.run([input], ctx);
+      assert.deepEqual(ids(out), ids(all).slice(0, 3), policy);
+      assert.ok(ctx.costs.get('llm.calls') < plain.costs.get('llm.calls'), `${policy}: ${ctx.costs.get('llm.calls')} < ${plain.costs.get('llm.calls')} calls`);
+    }
   } finally {
     await fake.close();
   }

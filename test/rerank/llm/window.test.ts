@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import test from 'node:test';
-import { slidingWindow, topDown, windowStarts } from '../../../src/rerank/llm/window.js';
+import { slidingWindow, topDown, walkForTopK, windowStarts } from '../../../src/rerank/llm/window.js';
+import { seededRandom } from '../../../src/eval/tune/random.js';
 
 for (const n of [1, 5, 15, 20, 21, 25, 100, 101]) {
   test(`windowStarts covers every position, the head included, for n=${n} (window 20, stride 10)`, () => {
@@ -69,4 +70,27 @@ test('topDown orders the top k exactly; what is below the pivot keeps its order'
   const again = await topDown(sorted, 20, 10, counted);
   assert.deepEqual(again.items, sorted);
   assert.equal(calls, 1 + Math.ceil(80 / 19) + 1, 'first window, one call per chunk, then the 10 above the pivot');
+});
+
+test('walkForTopK: the pushed-down walk gives the full walk\'s top k on a consistent ranker, with no more calls', async () => {
+  const rnd = seededRandom(5);
+  for (let trial = 0; trial < 60; trial++) {
+    const n = 1 + Math.floor(rnd() * 120);
+    const window = 2 + Math.floor(rnd() * 25);
+    const stride = 1 + Math.floor(rnd() * window);
+    const passes = 1 + Math.floor(rnd() * 3);
+    const k = 1 + Math.floor(rnd() * 30);
+    const items = Array.from({ length: n }, (_, i) => (i * 7919) % (n + 13));
+    let fullCalls = 0;
+    let cutCalls = 0;
+    const full = await slidingWindow(items, window, stride, passes, async (w) => (fullCalls++, perfect(w)));
+    const walk = walkForTopK(window, stride, passes, k);
+    const cut = await slidingWindow(items, window, walk.stride, walk.passes, async (w) => (cutCalls++, perfect(w)));
+    const what = `n=${n} window=${window} stride=${stride} passes=${passes} k=${k} → ${JSON.stringify(walk)}`;
+    assert.deepEqual(cut.items.slice(0, k), full.items.slice(0, k), what);
+    assert.ok(cutCalls <= fullCalls, what);
+  }
+  assert.deepEqual(walkForTopK(20, 10, 3, 5), { stride: 15, passes: 1 });
+  assert.deepEqual(walkForTopK(20, 10, 3, 15), { stride: 10, passes: 2 });
+  assert.deepEqual(walkForTopK(20, 10, 3, undefined), { stride: 10, passes: 3 });
 });
