@@ -152,7 +152,8 @@ stop_cluster() {
   if [ -f "$home/pids" ]; then
     # only our nodes: a pid recorded long ago may belong to another process by now
     for pid in $(cat "$home/pids"); do
-      grep -qsaxF 'winnow.cluster.OpenSearchLauncher' <(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null) && pids+=("$pid")
+      [ -r "/proc/$pid/cmdline" ] || continue
+      tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF 'winnow.cluster.OpenSearchLauncher' && pids+=("$pid")
     done
   fi
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
