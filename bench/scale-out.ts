@@ -507,6 +507,29 @@ async function faults(engine: Engine): Promise<FaultResult> {
 const f4 = (x: number): string => x.toFixed(4);
 const ms = (x: number): string => (Number.isFinite(x) ? x.toFixed(0) : '-');
 
+/** what the differences between engine and Winnow rows mean, with the measured deltas */
+function qualityNotes(rows: QualityRow[]): string[] {
+  const by = new Map(rows.map((r) => [r.name, r]));
+  const d = (a: string, b: string): string => {
+    const x = by.get(a);
+    const y = by.get(b);
+    return x && y ? `ΔnDCG@10 ${(x.nDCG10 - y.nDCG10).toFixed(4)}, ΔR@out ${(x.recall100 - y.recall100).toFixed(4)}` : 'not run';
+  };
+  return [
+    `- BM25, engine − Winnow: ${d('opensearch-bm25', 'winnow-bm25')}. Lucene scores a term \`idf · tf / (tf + k1 · (1 − b + b · dl/avgdl))\`,`,
+    '  without the `(k1 + 1)` factor of classic BM25. For a fixed k1 that factor multiplies every score by the same',
+    "  constant, so it changes no ranking; Winnow's BM25 uses Lucene's form, so the scores match too. What can differ is",
+    '  that Lucene stores each document length in one byte (exact to 39 tokens, then 4 significant bits), which moves',
+    '  some scores slightly and can swap near-ties; the analysis chain is the same (`winnow index --to` installs Winnow\'s).',
+    `- Hybrid, engine − Winnow: ${d('opensearch-hybrid', 'winnow-hybrid')}. Same model, same RRF; the engine's k-NN list comes`,
+    "  from Lucene's HNSW graph (approximate) where Winnow's collection scans all 5183 vectors exactly, and the BM25 lists",
+    '  differ as above.',
+    `- Cascade, engine − Winnow: ${d('opensearch-cascade', 'winnow-cascade')}. The same bge-small stage over the two hybrid pools.`,
+    '- R@out is recall at the stage\'s output depth: R@100 for the first passes and for cascades whose last stage keeps 100;',
+    '  with `--cascade-k` below 100 it is recall at that depth.',
+  ];
+}
+
 type Args = typeof values;
 type Saved = Partial<{ quality: { args: Args; startLoad: string; result: ReturnType<typeof quality> }; cache: { args: Args; startLoad: string; result: CacheResult }; faults: { args: Args; startLoad: string; result: FaultResult } }>;
 
@@ -554,9 +577,11 @@ function report(saved: Saved): string {
       '20000 vectors it scans them exactly). Hybrid = BM25 top k and k-NN top k fused by Winnow\'s RRF (k 60).',
       `Cascade = hybrid ${values['cascade-k']} → bge-small-en-v1.5 int8 bi-encoder → top 100, on ${q.rows[4].queries} test queries.`,
       '',
-      '| first pass / cascade | queries | nDCG@10 | R@100 | p50 ms/query |',
+      '| first pass / cascade | queries | nDCG@10 | R@out | p50 ms/query |',
       '|---|---:|---:|---:|---:|',
       ...q.rows.map((r) => `| ${r.name} | ${r.queries} | ${f4(r.nDCG10)} | ${f4(r.recall100)} | ${r.p50Ms.toFixed(1)} |`),
+      '',
+      ...qualityNotes(q.rows),
       '',
       `Load average during this part: ${q.load.join(' → ')}.`,
       '',
