@@ -546,6 +546,7 @@ function commandOf(part: string, a: Args, startLoad: string): string[] {
     '```',
     '',
     `Load average (1/5/15 min) when the run started: ${startLoad}.`,
+    ...(a['opensearch-urls'] ? ['', 'This run used an OpenSearch cluster already started by `deploy/cluster/opensearch.sh up --nodes 2` (`--opensearch-urls … --opensearch-pids …`); the index was loaded by the same `winnow index --to` call.'] : []),
     '',
   ];
 }
