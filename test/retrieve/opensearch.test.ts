@@ -452,6 +452,43 @@ describe('OpenSearch retriever and loader against a real engine', { skip: skipRe
     }
     await hybrid.close();
   });
+
+  test('winnow serve with an OpenSearch first pass and no --corpus answers /v1/search with the engine\'s documents', async () => {
+    const spec = path.join(work, 'serve-opensearch.yaml');
+    writeFileSync(spec, `name: os\nstages:\n  - retrieve: ${target()}\n    k: 20\n  - rerank: ${TINY_BI}\n    name: tiny\n  - top: 5\n`);
+    const child = spawn(process.execPath, [path.resolve('bin/winnow.js'), 'serve', '--spec', spec, '--host', '127.0.0.1', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<void>((r) => child.on('exit', () => r()));
+    try {
+      let url = '';
+      for (let i = 0; i < 300 && !url; i++) {
+        url = /"event":"listening","url":"([^"]+)"/.exec(out)?.[1] ?? '';
+        if (!url) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(url, `the server said where it listens: ${out.slice(-500)}`);
+      let ready = 0;
+      for (let i = 0; i < 300 && ready !== 200; i++) {
+        ready = (await fetch(`${url}/ready`)).status;
+        if (ready !== 200) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(ready, 200, 'ready after the warm-up request went through the engine');
+      const res = await fetch(`${url}/v1/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: 'stem cells and cancer', return_documents: true }) });
+      const body = (await res.json()) as { results: { id: string; text: string; scores: Record<string, number> }[]; stages: { name: string }[] };
+      assert.equal(res.status, 200, JSON.stringify(body));
+      assert.equal(body.results.length, 5);
+      const ids = new Set(readFileSync(path.join(dataset, 'corpus.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { _id: string })._id));
+      for (const r of body.results) {
+        assert.ok(ids.has(r.id), `${r.id} is a corpus document`);
+        assert.ok(r.text.length > 0, 'text from the hit\'s _source: the server has no corpus of its own');
+        assert.ok('tiny' in r.scores, 'the rerank stage scored it');
+      }
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
 });
 
 /**

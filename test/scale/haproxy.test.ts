@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { connect } from 'node:net';
 import { missing, parseLines, ROOT } from './services.js';
 
 const SCRIPT = `${ROOT}deploy/cluster/local-cluster.sh`;
@@ -42,6 +43,23 @@ async function servedOk(replica: string): Promise<number> {
   const text = await (await fetch(`${replica}/metrics`)).text();
   const m = /^winnow_http_requests_total\{[^}]*route="\/v2\/rerank"[^}]*status="200"[^}]*\} (\d+)$/m.exec(text);
   return m ? Number(m[1]) : 0;
+}
+
+/** haproxy's counters for server `name` of backend `replicas` (`show stat` on its admin socket) */
+function haproxyStats(socket: string, name: string): Promise<Record<string, string>> {
+  return new Promise((resolve, reject) => {
+    const s = connect(socket);
+    let out = '';
+    s.on('data', (d: Buffer) => (out += d.toString()));
+    s.on('error', reject);
+    s.on('end', () => {
+      const rows = out.split('\n').map((l) => l.split(','));
+      const head = rows[0].map((h) => h.replace(/^# /, ''));
+      const row = rows.find((r) => r[0] === 'replicas' && r[1] === name) ?? [];
+      resolve(Object.fromEntries(head.map((h, i) => [h, row[i]])));
+    });
+    s.end('show stat\n');
+  });
 }
 
 function alive(pid: number): boolean {
@@ -100,6 +118,12 @@ test(
       const failed = results.filter((r) => r.status !== 200);
       console.log(`client requests: ${results.length} (${signalledAt} before SIGTERM, ${exitedAt - signalledAt} during the drain, ${results.length - exitedAt} after exit), failed: ${failed.length}`);
       assert.deepEqual(failed, [], 'no client request failed');
+      // The drain delay's point: haproxy stopped sending to r1 (its /ready turned 503) before r1
+      // stopped taking connections, so haproxy never met a refused connection or an empty
+      // answer from r1 and never had to retry away from it. Without the delay the client still
+      // sees no error (haproxy retries), but these counters are not zero.
+      const r1 = await haproxyStats(`${c.dir}/haproxy.sock`, 'r1');
+      assert.deepEqual({ econ: r1.econ, eresp: r1.eresp, wretr: r1.wretr, wredis: r1.wredis }, { econ: '0', eresp: '0', wretr: '0', wredis: '0' }, 'haproxy met no failure on r1');
       assert.ok(results.slice(0, signalledAt).some((r) => r.by === 'r1'), 'r1 served before the signal');
       const late = results.filter((r) => r.afterExit);
       assert.ok(late.length >= 30);

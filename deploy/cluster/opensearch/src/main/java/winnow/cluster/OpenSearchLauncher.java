@@ -16,7 +16,11 @@ import org.codelibs.opensearch.runner.OpenSearchRunner;
  * HTTP and transport ports it is given (picked free by deploy/cluster/opensearch.sh), and nodes find
  * each other only through those ports, so two clusters on one machine never join each other.
  *
- * Arguments: --base DIR --http P1,P2,.. --transport T1,T2,.. [--plugins CLASS,..] [--cluster NAME]
+ * With --node N this JVM runs only the N-th node (1-based) of the cluster the port lists describe,
+ * and finds the others through the same seed list: one process per node, so one node can be
+ * stopped (or killed) while the others keep serving, as in a real cluster.
+ *
+ * Arguments: --base DIR --http P1,P2,.. --transport T1,T2,.. [--node N] [--plugins CLASS,..] [--cluster NAME]
  */
 public final class OpenSearchLauncher {
     private OpenSearchLauncher() {
@@ -31,6 +35,10 @@ public final class OpenSearchLauncher {
             throw new IllegalArgumentException("--http and --transport need one port per node");
         }
         final int nodes = http.length;
+        final int only = Integer.parseInt(args.getOrDefault("node", "0"));
+        if (only < 0 || only > nodes) {
+            throw new IllegalArgumentException("--node must be 1.." + nodes);
+        }
         final String cluster = args.getOrDefault("cluster", "winnow-test");
         final List<String> seeds = new ArrayList<>();
         final List<String> managers = new ArrayList<>();
@@ -41,9 +49,12 @@ public final class OpenSearchLauncher {
 
         final OpenSearchRunner runner = new OpenSearchRunner();
         runner.onBuild((id, settings) -> {
+            // the runner numbers the nodes of this JVM from 1; with --node that is the one given
+            final int node = only > 0 ? only : id;
+            settings.put("node.name", "Node " + node);
             settings.put("network.host", "127.0.0.1");
-            settings.put("http.port", http[id - 1]);
-            settings.put("transport.port", transport[id - 1]);
+            settings.put("http.port", http[node - 1]);
+            settings.put("transport.port", transport[node - 1]);
             if (nodes == 1) {
                 settings.put("discovery.type", "single-node");
             } else {
@@ -57,7 +68,7 @@ public final class OpenSearchLauncher {
 
         final List<String> runnerArgs = new ArrayList<>(List.of(
                 "-basePath", base,
-                "-numOfNode", String.valueOf(nodes),
+                "-numOfNode", String.valueOf(only > 0 ? 1 : nodes),
                 "-clusterName", cluster,
                 "-printOnFailure"));
         final String plugins = args.get("plugins");
@@ -79,7 +90,7 @@ public final class OpenSearchLauncher {
             e.printStackTrace();
             System.exit(1);
         }
-        System.out.println("WINNOW_LAUNCHER_STARTED nodes=" + nodes);
+        System.out.println("WINNOW_LAUNCHER_STARTED nodes=" + (only > 0 ? "node " + only + " of " + nodes : nodes));
         while (!runner.isClosed()) {
             Thread.sleep(2000);
         }
