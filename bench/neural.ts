@@ -2,21 +2,25 @@
  * Neural throughput: Winnow's ONNX cross-encoder and bi-encoder against what people use today,
  * measured in the same run on the same inputs. Writes bench/results/neural.{json,md}.
  *
- *   npx tsc -p tsconfig.json && .venv/models/bin/python tools/make_bench_models.py
+ *   bash bench/neural.sh [args]   (makes the peers' venvs and models if missing, builds, then runs:)
  *   node dist/bench/neural.js [--rounds 3] [--pairs 100] [--bi-docs 1000] [--threads N]
- *       [--max-length 512] [--batch-size 32] [--python .venv/models/bin/python]
+ *       [--max-length 512] [--batch-size 32] [--skip st-ov,fastembed-js,...]
  *
  * Cross-encoder: a MiniLM-L6-shaped BertForSequenceClassification with random weights
  * (tools/make_bench_models.py; throughput depends on shapes, not weight values) on `--pairs`
  * SciFact (test query, judged document) pairs, document = title + " " + text, max length
- * `--max-length`, fp32 and dynamic int8 ONNX:
+ * `--max-length`, fp32 and int8:
  *   - Winnow `CrossEncoder.scoreMany` (tokenisation included, tokenizer memo cleared each round);
- *   - sentence-transformers `CrossEncoder.predict` (PyTorch fp32, torch.set_num_threads = same);
  *   - a plain transformers.js pipeline: AutoTokenizer + AutoModelForSequenceClassification on
- *     the same ONNX files, batches of `--batch-size` in input order (what a user writes).
- * Bi-encoder: all-MiniLM-L6-v2 (real weights: safetensors for the peer, ONNX for Winnow) on the
- * first `--bi-docs` SciFact documents: Winnow `BiEncoder.embedDocs` (no embedding cache) vs
- * `SentenceTransformer.encode`.
+ *     the same ONNX files, batches of `--batch-size` in input order (what a user writes);
+ *   - Python peers (bench/neural_peer.py): sentence-transformers on torch (fp32), with
+ *     backend="onnx" (its O3-optimised export; its avx512_vnni dynamic int8 export) and with
+ *     backend="openvino" (fp32 IR; static int8 via optimum-intel/NNCF calibrated on the 64
+ *     pairs after the timed ones), and fastembed's TextCrossEncoder on Winnow's ONNX files.
+ * Bi-encoder: all-MiniLM-L6-v2 (real weights: safetensors for the torch peer, which the other
+ * Python peers export themselves; ONNX for Winnow, fastembed and fastembed's npm port) on the
+ * first `--bi-docs` SciFact documents: Winnow `BiEncoder.embedDocs` (no embedding cache) vs the
+ * same Python peers' `encode` / `embed` and fastembed (npm) `FlagEmbedding.embed`.
  * Every system runs once per round, in an order that rotates each round, so load from other processes on this
  * shared machine hits every system alike; ratios are per-round, reported as the median.
  *
@@ -459,7 +463,8 @@ async function main(): Promise<void> {
     paddingWasteSorted: 1 - realTokens / gflops.paddedTokensSorted,
     paddingWasteInOrder: 1 - realTokens / gflops.paddedTokensInOrder,
   };
-  const command = `node dist/bench/neural.js ${process.argv.slice(2).join(' ')}`.trim();
+  // bench/neural.sh installs the peers and models, then runs this file with the same arguments
+  const command = `bash bench/neural.sh ${process.argv.slice(2).join(' ')}`.trim();
   const load = os.loadavg();
   const result = {
     command,
@@ -491,7 +496,7 @@ async function main(): Promise<void> {
   const md = [
     '# Neural throughput',
     '',
-    `Command: \`${command}\` (after \`.venv/models/bin/python tools/make_bench_models.py\`)`,
+    `Command (reproduces the whole page, installing the peers' venvs and the models first): \`${command}\``,
     '',
     `${os.cpus().length} cores (${result.cpuModel}), ${threads} threads for every system, load average at the end ${load.map((x) => x.toFixed(1)).join(' / ')}.`,
     'The machine is shared with other jobs: absolute numbers move with their load; the ratios are per round (systems interleaved) and are what to read.',

@@ -1,13 +1,26 @@
-"""Peer timings for bench/neural.ts: sentence-transformers on PyTorch CPU (fp32).
+"""Peer timings for bench/neural.ts: the Python systems people use for CPU reranking/embedding.
 
-Called by the TypeScript bench once per round (so machine load hits both sides alike), with
-the same inputs it times itself. Prints one JSON object on stdout.
+Called by the TypeScript bench once per system per round (so machine load hits every side
+alike), with the same inputs it times itself. Prints one JSON object on stdout.
 
-  --mode ce: `CrossEncoder(folder, max_length=L).predict(pairs, batch_size=B)` on the pairs
-  --mode bi: `SentenceTransformer(folder).encode(docs, batch_size=B)` on the documents
-
-Model loading and one warm-up call are not timed; `--repeats` timed calls follow. The
-thread count is pinned with torch.set_num_threads (the same number Winnow is given).
+  --mode ce: `CrossEncoder(folder, max_length=L).predict(pairs, batch_size=B)`, or fastembed
+             `TextCrossEncoder.rerank_pairs(pairs, batch_size=B)`
+  --mode bi: `SentenceTransformer(folder).encode(docs, batch_size=B)`, or fastembed
+             `TextEmbedding.embed(docs, batch_size=B)`
+  --backend torch      sentence-transformers on PyTorch (fp32)            .venv/models
+  --backend onnx       sentence-transformers backend="onnx": fp32 = its export_optimized_onnx_model
+                       (O3 by default), int8 = export_dynamic_quantized_onnx_model (avx512_vnni)
+                                                                          .venv/neural-onnx
+  --backend openvino   sentence-transformers backend="openvino": fp32 IR, int8 = static
+                       post-training quantisation through optimum-intel's OVQuantizer (NNCF)
+                                                                          .venv/neural-openvino
+  --backend fastembed  fastembed on the very ONNX files Winnow loads (model.onnx / model_quantized.onnx)
+                                                                          .venv/neural-onnx
+Each backend's exports are made once into --work (a copy of the model folder without Winnow's
+onnx/, so the peer exports with its own tooling). Model loading, exports and one warm-up call
+are not timed; `--repeats` timed calls follow. Threads: torch.set_num_threads, ONNX Runtime
+intra_op_num_threads (inter-op 1), OpenVINO INFERENCE_NUM_THREADS, fastembed threads= - all the
+number Winnow is given.
 """
 import argparse
 import json
@@ -158,31 +171,39 @@ def st_model(args, kind):
 
 
 def ov_static_int8(model, kind, args, work):
-    """sentence-transformers' export_static_quantized_openvino_model, with the calibration set
-    given locally: that function fetches a Hub dataset (GLUE by default), which this machine
-    cannot reach, so this does what it does (OVQuantizer + OVQuantizationConfig, post-training
-    static int8 via NNCF) on texts from --calib (SciFact pairs/docs that are not timed)."""
-    import os
-
+    """sentence-transformers' export_static_quantized_openvino_model with the calibration set given
+    locally: that function loads a Hub dataset (GLUE sst2 by default), which this machine cannot
+    reach, so this runs its body (OVQuantizer + default OVQuantizationConfig = NNCF post-training
+    static int8, inputs padded to 384 like it does, saved under the same file name) on the texts
+    in --calib: SciFact pairs / documents that follow the timed ones."""
     from datasets import Dataset
-    from optimum.intel import OVConfig, OVQuantizationConfig, OVQuantizer
+    from optimum.intel.openvino import OVConfig, OVQuantizationConfig, OVQuantizer
+    from sentence_transformers.backend.utils import save_or_push_to_hub_model
 
     with open(args.calib, encoding="utf-8") as f:
         calib = json.load(f)
-    ov_model = model[0].auto_model if kind == "bi" else model.model
-    tokenizer = model.tokenizer
+    tok = model.tokenizer
     if kind == "ce":
         ds = Dataset.from_dict({"q": [p[0] for p in calib["pairs"]], "d": [p[1] for p in calib["pairs"]]})
-        prep = lambda ex: tokenizer(ex["q"], ex["d"], padding="max_length", max_length=min(args.max_length, 384), truncation=True)
+        prep = lambda ex: tok(ex["q"], ex["d"], padding="max_length", max_length=384, truncation=True)
     else:
         ds = Dataset.from_dict({"t": calib["docs"]})
-        prep = lambda ex: tokenizer(ex["t"], padding="max_length", max_length=256, truncation=True)
+        prep = lambda ex: tok(ex["t"], padding="max_length", max_length=384, truncation=True)
     ds = ds.map(prep, batched=True, remove_columns=ds.column_names)
-    quantizer = OVQuantizer.from_pretrained(ov_model)
     qc = OVQuantizationConfig(num_samples=len(ds))
-    quantizer.quantize(calibration_dataset=ds, save_directory=os.path.join(work, "ovq"), ov_config=OVConfig(quantization_config=qc))
-    os.replace(os.path.join(work, "ovq", "openvino_model.xml"), os.path.join(work, "openvino", "openvino_model_qint8_quantized.xml"))
-    os.replace(os.path.join(work, "ovq", "openvino_model.bin"), os.path.join(work, "openvino", "openvino_model_qint8_quantized.bin"))
+    ov_config = OVConfig(quantization_config=qc)
+    quantizer = OVQuantizer.from_pretrained(model.transformers_model)
+    save_or_push_to_hub_model(
+        export_function=lambda save_dir: quantizer.quantize(ds, save_directory=save_dir, ov_config=ov_config),
+        export_function_name="export_static_quantized_openvino_model",
+        config=ov_config.quantization_config,
+        model_name_or_path=work,
+        push_to_hub=False,
+        create_pr=False,
+        file_suffix="qint8_quantized",
+        backend="openvino",
+        model=model,
+    )
 
 
 def fastembed_model(args, kind):
@@ -269,4 +290,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ImportError as err:
+        print(f"missing Python package: {err.name} (create the venvs with tools/make_neural_peers.sh)", file=sys.stderr)
+        sys.exit(3)
