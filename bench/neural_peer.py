@@ -1,26 +1,32 @@
-"""Peer timings for bench/neural.ts: sentence-transformers on PyTorch CPU (fp32).
+"""Peer timings for bench/neural.ts: the Python systems people use for CPU reranking/embedding.
 
-Called by the TypeScript bench once per round (so machine load hits both sides alike), with
-the same inputs it times itself. Prints one JSON object on stdout.
+Called by the TypeScript bench once per system per round (so machine load hits every side
+alike), with the same inputs it times itself. Prints one JSON object on stdout.
 
-  --mode ce: `CrossEncoder(folder, max_length=L).predict(pairs, batch_size=B)` on the pairs
-  --mode bi: `SentenceTransformer(folder).encode(docs, batch_size=B)` on the documents
-
-Model loading and one warm-up call are not timed; `--repeats` timed calls follow. The
-thread count is pinned with torch.set_num_threads (the same number Winnow is given).
+  --mode ce: `CrossEncoder(folder, max_length=L).predict(pairs, batch_size=B)`, or fastembed
+             `TextCrossEncoder.rerank_pairs(pairs, batch_size=B)`
+  --mode bi: `SentenceTransformer(folder).encode(docs, batch_size=B)`, or fastembed
+             `TextEmbedding.embed(docs, batch_size=B)`
+  --backend torch      sentence-transformers on PyTorch (fp32)            .venv/models
+  --backend onnx       sentence-transformers backend="onnx": fp32 = its export_optimized_onnx_model
+                       (O3 by default), int8 = export_dynamic_quantized_onnx_model (avx512_vnni)
+                                                                          .venv/neural-onnx
+  --backend openvino   sentence-transformers backend="openvino": fp32 IR, int8 = static
+                       post-training quantisation through optimum-intel's OVQuantizer (NNCF)
+                                                                          .venv/neural-openvino
+  --backend fastembed  fastembed on the very ONNX files Winnow loads (model.onnx / model_quantized.onnx)
+                                                                          .venv/neural-onnx
+Each backend's exports are made once into --work (a copy of the model folder without Winnow's
+onnx/, so the peer exports with its own tooling). Model loading, exports and one warm-up call
+are not timed; `--repeats` timed calls follow. Threads: torch.set_num_threads, ONNX Runtime
+intra_op_num_threads (inter-op 1), OpenVINO INFERENCE_NUM_THREADS, fastembed threads= - all the
+number Winnow is given.
 """
 import argparse
 import json
 import sys
 import time
 
-try:
-    import torch
-    import sentence_transformers
-    from sentence_transformers import CrossEncoder, SentenceTransformer
-except ImportError as err:
-    print(f"missing Python package: {err.name}", file=sys.stderr)
-    sys.exit(3)
 
 
 def peak(args):
@@ -87,9 +93,147 @@ def peak(args):
     return out
 
 
+def pin_threads(threads):
+    # torch's own pool, and any OpenMP/BLAS pool a backend may pull in
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def ort_session_options(threads):
+    """What Winnow and fastembed give ONNX Runtime: the same intra-op thread count, one inter-op."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return so
+
+
+def st_model(args, kind):
+    """sentence-transformers on a local copy of the model folder (its exports are written next to
+    the copy's weights, as `save_pretrained` + `export_*` would for a user), cached in --work."""
+    import os
+    import shutil
+
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    cls = CrossEncoder if kind == "ce" else SentenceTransformer
+    common = dict(device="cpu", local_files_only=True)
+    if kind == "ce":
+        common["max_length"] = args.max_length
+    if args.backend == "torch":
+        return cls(args.model, **common), "torch fp32"
+    work = os.path.join(args.work, f"{kind}-{args.backend}")
+    if not os.path.exists(os.path.join(work, "config.json")):
+        # a copy without Winnow's own onnx/ export, so the peer exports with its own tooling
+        shutil.copytree(args.model, work, ignore=shutil.ignore_patterns("onnx", "openvino", "*.onnx", "winnow-model.json"), dirs_exist_ok=True)
+    if args.backend == "onnx":
+        from sentence_transformers import export_dynamic_quantized_onnx_model, export_optimized_onnx_model
+
+        so = ort_session_options(args.threads)
+        kw = {"provider": "CPUExecutionProvider", "session_options": so}
+        if not os.path.exists(os.path.join(work, "onnx", "model.onnx")):
+            base = cls(work, backend="onnx", model_kwargs=dict(kw), **common)
+            base.save_pretrained(work)
+        if args.precision == "fp32":
+            # the ONNX Runtime graph optimisations sentence-transformers documents: O1-O3 run on CPU
+            # (O4 adds fp16, GPU only); O3 = O2's fusions + fast GELU approximation
+            name = f"model_{args.optimization}.onnx"
+            if not os.path.exists(os.path.join(work, "onnx", name)):
+                export_optimized_onnx_model(cls(work, backend="onnx", model_kwargs=dict(kw), **common), args.optimization, work)
+            kw["file_name"] = f"onnx/{name}"
+            label = f"onnx {args.optimization}"
+        else:
+            # its documented int8 path: dynamic quantisation with the config for this CPU
+            name = f"model_qint8_{args.quant_config}.onnx"
+            if not os.path.exists(os.path.join(work, "onnx", name)):
+                export_dynamic_quantized_onnx_model(cls(work, backend="onnx", model_kwargs=dict(kw), **common), args.quant_config, work)
+            kw["file_name"] = f"onnx/{name}"
+            label = f"onnx qint8 {args.quant_config}"
+        return cls(work, backend="onnx", model_kwargs=kw, **common), label
+    # openvino
+    ov_config = {"INFERENCE_NUM_THREADS": str(args.threads)}
+    kw = {"ov_config": ov_config}
+    if not os.path.exists(os.path.join(work, "openvino", "openvino_model.xml")):
+        cls(work, backend="openvino", model_kwargs=dict(kw), **common).save_pretrained(work)
+    if args.precision == "fp32":
+        return cls(work, backend="openvino", model_kwargs=kw, **common), "openvino fp32"
+    name = "openvino_model_qint8_quantized.xml"
+    if not os.path.exists(os.path.join(work, "openvino", name)):
+        ov_static_int8(cls(work, backend="openvino", model_kwargs=dict(kw), **common), kind, args, work)
+    kw["file_name"] = f"openvino/{name}"
+    return cls(work, backend="openvino", model_kwargs=kw, **common), "openvino static int8 (NNCF)"
+
+
+def ov_static_int8(model, kind, args, work):
+    """sentence-transformers' export_static_quantized_openvino_model with the calibration set given
+    locally: that function loads a Hub dataset (GLUE sst2 by default), which this machine cannot
+    reach, so this runs its body (OVQuantizer + default OVQuantizationConfig = NNCF post-training
+    static int8, inputs padded to 384 like it does, saved under the same file name) on the texts
+    in --calib: SciFact pairs / documents that follow the timed ones."""
+    from datasets import Dataset
+    from optimum.intel.openvino import OVConfig, OVQuantizationConfig, OVQuantizer
+    from sentence_transformers.backend.utils import save_or_push_to_hub_model
+
+    with open(args.calib, encoding="utf-8") as f:
+        calib = json.load(f)
+    tok = model.tokenizer
+    if kind == "ce":
+        ds = Dataset.from_dict({"q": [p[0] for p in calib["pairs"]], "d": [p[1] for p in calib["pairs"]]})
+        prep = lambda ex: tok(ex["q"], ex["d"], padding="max_length", max_length=384, truncation=True)
+    else:
+        ds = Dataset.from_dict({"t": calib["docs"]})
+        prep = lambda ex: tok(ex["t"], padding="max_length", max_length=384, truncation=True)
+    ds = ds.map(prep, batched=True, remove_columns=ds.column_names)
+    qc = OVQuantizationConfig(num_samples=len(ds))
+    ov_config = OVConfig(quantization_config=qc)
+    quantizer = OVQuantizer.from_pretrained(model.transformers_model)
+    save_or_push_to_hub_model(
+        export_function=lambda save_dir: quantizer.quantize(ds, save_directory=save_dir, ov_config=ov_config),
+        export_function_name="export_static_quantized_openvino_model",
+        config=ov_config.quantization_config,
+        model_name_or_path=work,
+        push_to_hub=False,
+        create_pr=False,
+        file_suffix="qint8_quantized",
+        backend="openvino",
+        model=model,
+    )
+
+
+def fastembed_model(args, kind):
+    """fastembed's TextCrossEncoder / TextEmbedding on the same ONNX files Winnow loads, registered
+    as custom models and read from the local folder (specific_model_path: nothing is downloaded)."""
+    from fastembed import TextEmbedding
+    from fastembed.common.model_description import ModelSource, PoolingType
+    from fastembed.rerank.cross_encoder import TextCrossEncoder
+
+    file = "onnx/model.onnx" if args.precision == "fp32" else "onnx/model_quantized.onnx"
+    name = f"winnow-bench/{kind}-{args.precision}"
+    src = ModelSource(hf=name)
+    if kind == "ce":
+        TextCrossEncoder.add_custom_model(model=name, model_file=file, sources=src, size_in_gb=0.1)
+        m = TextCrossEncoder(model_name=name, specific_model_path=args.model, threads=args.threads, lazy_load=False)
+    else:
+        TextEmbedding.add_custom_model(model=name, pooling=PoolingType.MEAN, normalization=True, sources=src, dim=384, model_file=file, size_in_gb=0.1)
+        m = TextEmbedding(model_name=name, specific_model_path=args.model, threads=args.threads, lazy_load=False)
+    return m, f"{args.precision} {file}"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", choices=["ce", "bi", "peak"], required=True)
+    ap.add_argument("--backend", choices=["torch", "onnx", "openvino", "fastembed"], default="torch")
+    ap.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    ap.add_argument("--optimization", default="O3", help="onnx fp32: sentence-transformers optimisation level")
+    ap.add_argument("--quant-config", default="avx512_vnni", help="onnx int8: arm64 | avx2 | avx512 | avx512_vnni")
+    ap.add_argument("--work", default="bench/.work/peers", help="where peer exports are cached")
+    ap.add_argument("--calib", help="openvino int8: JSON of calibration pairs/docs (not the timed ones)")
     ap.add_argument("--shape", default="9600,384,1536", help="peak: M,K,N of the MatMul")
     ap.add_argument("--model", required=True)
     ap.add_argument("--inputs", required=True, help="JSON: {pairs: [[q, d], ...]} or {docs: [...]}")
@@ -102,45 +246,52 @@ def main():
     if args.mode == "peak":
         print(json.dumps(peak(args)))
         return
-    torch.set_num_threads(args.threads)
+    if args.backend == "torch" and args.precision != "fp32":
+        ap.error("--backend torch runs fp32 only")
+    pin_threads(args.threads)
     with open(args.inputs, encoding="utf-8") as f:
         inputs = json.load(f)
-    times = []
-    if args.mode == "ce":
-        model = CrossEncoder(args.model, max_length=args.max_length, device="cpu", local_files_only=True)
-        pairs = [tuple(p) for p in inputs["pairs"]]
-        model.predict(pairs[:8], batch_size=args.batch_size, show_progress_bar=False)
-        for _ in range(args.repeats):
-            c0 = time.process_time()
-            t0 = time.perf_counter()
-            scores = model.predict(pairs, batch_size=args.batch_size, show_progress_bar=False)
-            times.append({"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0})
-        sample = [float(x) for x in scores[:10]]
-        n = len(pairs)
+    kind = args.mode
+    if args.backend == "fastembed":
+        import fastembed
+
+        model, variant = fastembed_model(args, kind)
+        system = f"fastembed {fastembed.__version__} ({variant})"
+        if kind == "ce":
+            pairs = [tuple(p) for p in inputs["pairs"]]
+            run = lambda xs: list(model.rerank_pairs(xs, batch_size=args.batch_size))
+        else:
+            docs = inputs["docs"]
+            run = lambda xs: list(model.embed(xs, batch_size=args.batch_size))
     else:
-        model = SentenceTransformer(args.model, device="cpu", local_files_only=True)
-        docs = inputs["docs"]
-        model.encode(docs[:8], batch_size=args.batch_size, show_progress_bar=False)
-        for _ in range(args.repeats):
-            c0 = time.process_time()
-            t0 = time.perf_counter()
-            emb = model.encode(docs, batch_size=args.batch_size, show_progress_bar=False)
-            times.append({"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0})
-        sample = [float(x) for x in emb[0][:8]]
-        n = len(docs)
-    print(
-        json.dumps(
-            {
-                "system": f"sentence-transformers {sentence_transformers.__version__} / torch {torch.__version__}",
-                "threads": torch.get_num_threads(),
-                "items": n,
-                "maxLength": model.max_seq_length if args.mode == "bi" else args.max_length,
-                "times": times,
-                "sample": sample,
-            }
-        )
-    )
+        import sentence_transformers
+
+        model, variant = st_model(args, kind)
+        system = f"sentence-transformers {sentence_transformers.__version__} ({variant})"
+        if kind == "ce":
+            pairs = [tuple(p) for p in inputs["pairs"]]
+            run = lambda xs: model.predict(xs, batch_size=args.batch_size, show_progress_bar=False)
+        else:
+            docs = inputs["docs"]
+            run = lambda xs: model.encode(xs, batch_size=args.batch_size, show_progress_bar=False)
+    items = pairs if kind == "ce" else docs
+    run(items[:8])
+    times = []
+    for _ in range(args.repeats):
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        out = run(items)
+        times.append({"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0})
+    sample = [float(x) for x in out[:10]] if kind == "ce" else [float(x) for x in out[0][:8]]
+    max_len = args.max_length
+    if kind == "bi" and hasattr(model, "max_seq_length"):
+        max_len = model.max_seq_length
+    print(json.dumps({"system": system, "threads": args.threads, "items": len(items), "maxLength": max_len, "times": times, "sample": sample}))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ImportError as err:
+        print(f"missing Python package: {err.name} (create the venvs with tools/make_neural_peers.sh)", file=sys.stderr)
+        sys.exit(3)
