@@ -79,23 +79,26 @@ def feeds_for(path: str, batch: int, seq: int):
     return feeds
 
 
-def time_variant(path: str, feeds, threads: int, reps: int):
+def time_variants(paths: dict, feeds, threads: int, reps: int):
+    """Median wall per variant, the variants' runs interleaved so load from other jobs hits all alike."""
     import numpy as np
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    name = s.get_outputs()[0].name
-    out = s.run([name], feeds)[0]
-    walls = []
+    sessions = {}
+    for name, path in paths.items():
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sessions[name] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    outs = {n: np.asarray(s.run([s.get_outputs()[0].name], feeds)[0], dtype=np.float32) for n, s in sessions.items()}
+    walls = {n: [] for n in sessions}
     for _ in range(reps):
-        t = time.perf_counter()
-        s.run([name], feeds)
-        walls.append(time.perf_counter() - t)
-    return statistics.median(walls), np.asarray(out, dtype=np.float32)
+        for n, s in sessions.items():
+            t = time.perf_counter()
+            s.run([s.get_outputs()[0].name], feeds)
+            walls[n].append(time.perf_counter() - t)
+    return {n: statistics.median(w) for n, w in walls.items()}, outs
 
 
 def main() -> int:
@@ -138,15 +141,11 @@ def main() -> int:
                            "other": {k: v for k, v in counts.items() if k not in KEY_OPS}}
         if args.time:
             feeds = feeds_for(f, args.batch, args.seq)
-            ref = None
-            for name in ("original", "offline"):
-                if name not in variants:
-                    continue
-                wall, out = time_variant(variants[name], feeds, args.threads, args.reps)
-                if ref is None:
-                    ref = out
-                entry[name]["ms"] = round(wall * 1000, 1)
-                entry[name]["max_abs_diff"] = float(abs(out - ref).max()) if out.shape == ref.shape else None
+            timed = {n: variants[n] for n in ("original", "offline") if n in variants}
+            walls, outs = time_variants(timed, feeds, args.threads, args.reps)
+            for name in timed:
+                entry[name]["ms"] = round(walls[name] * 1000, 1)
+                entry[name]["max_abs_diff"] = float(abs(outs[name] - outs["original"]).max())
         report["files"][f] = entry
         print(f"\n== {f}")
         for name, e in entry.items():
