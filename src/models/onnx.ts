@@ -18,10 +18,13 @@ export interface SessionOptions {
   graphOptimization?: 'disabled' | 'basic' | 'extended' | 'all';
 }
 
-/** A batch row count and sequence count, bumped on every run (tests and traces read them). */
+/** Batch, sequence and token counts, bumped on every run (tests, traces and benchmarks read them). */
 export interface RunCounters {
   runs: number;
   sequences: number;
+  /** real (unpadded) tokens, and tokens including each batch's padding: their ratio is the waste */
+  tokens: number;
+  paddedTokens: number;
 }
 
 export interface ModelSession {
@@ -93,7 +96,7 @@ export function openSessionCount(): number {
 }
 
 class SharedSession {
-  readonly counters: RunCounters = { runs: 0, sequences: 0 };
+  readonly counters: RunCounters = { runs: 0, sequences: 0, tokens: 0, paddedTokens: 0 };
   warmupDims: Record<string, readonly number[]> = {};
 
   private constructor(
@@ -155,8 +158,7 @@ class SharedSession {
       tokenTypeIds: new BigInt64Array(2),
       lengths: new Int32Array([2]),
     });
-    shared.counters.runs = 0;
-    shared.counters.sequences = 0;
+    Object.assign(shared.counters, { runs: 0, sequences: 0, tokens: 0, paddedTokens: 0 });
     for (const [name, t] of Object.entries(warm)) shared.warmupDims[name] = t.dims;
     return shared;
   }
@@ -170,6 +172,8 @@ class SharedSession {
     }
     this.counters.runs++;
     this.counters.sequences += batch.batch;
+    for (const n of batch.lengths) this.counters.tokens += n;
+    this.counters.paddedTokens += batch.batch * batch.length;
     try {
       return await this.session.run(feeds);
     } catch (e) {

@@ -134,6 +134,17 @@ export class CrossEncoder implements Scorer {
     return out;
   }
 
+  /**
+   * Tokens each (query, doc) pair will run as (special tokens included, cut to the max length;
+   * a windowed document counts as one window). The server's batcher groups pairs by it; the
+   * token ids are memoised, so the later `scoreMany` does not tokenise again.
+   */
+  tokenLengths(query: string, docs: readonly Doc[]): Int32Array {
+    const tok = this.folder.tokenizer;
+    const q = tok.ids(query).length + tok.pairSpecials;
+    return Int32Array.from(docs, (d) => Math.min(this.maxLength, q + tok.ids(docText(d)).length));
+  }
+
   /** appends the sequences of one request's pairs; `owner` maps each to doc `base + i` */
   private encodeRequest(query: string, docs: readonly Doc[], base: number, seqs: Encoding[], owner: number[], costs?: Costs): void {
     const tok = this.folder.tokenizer;

@@ -14,6 +14,11 @@ import type { Cancellation } from './cancel.js';
  */
 export interface MultiQueryScorer extends Scorer {
   scoreMany(requests: readonly { query: string; docs: readonly Doc[] }[], costs?: Costs): Promise<Float32Array[]>;
+  /**
+   * Tokens each (query, doc) pair will be padded from. When the scorer says, a backlog is cut
+   * into batches of similar lengths (see `BatcherOptions.lengthBuckets`).
+   */
+  tokenLengths?(query: string, docs: readonly Doc[]): ArrayLike<number>;
 }
 
 export function isMultiQueryScorer(s: Scorer): s is MultiQueryScorer {
@@ -43,6 +48,13 @@ export interface BatcherOptions {
    * exact however busy the machine is.
    */
   clock?: () => number;
+  /**
+   * Default true. When more pairs wait than fit in one batch and the scorer reports token
+   * lengths, a batch takes the oldest waiting pair and the pairs (of any request) closest to it
+   * in length, instead of the next pairs in arrival order, so a batch pads less. The oldest
+   * pair always goes in the next batch, so no pair waits behind pairs that came after it forever.
+   */
+  lengthBuckets?: boolean;
 }
 
 /** The queue is full: the caller should retry later (HTTP 429 + Retry-After). */
@@ -77,8 +89,14 @@ interface Pending {
   query: string;
   docs: readonly Doc[];
   scores: Float32Array;
-  /** next doc to put into a batch */
+  /** token length of each (query, doc) pair, when the scorer reports them */
+  lengths?: ArrayLike<number>;
+  /** docs already put into a batch (with length buckets they are taken out of order) */
+  taken: Uint8Array;
+  /** no doc before this one is still waiting */
   next: number;
+  /** docs not yet put into a batch */
+  left: number;
   /** docs whose scores came back */
   done: number;
   costs?: Costs;
@@ -88,10 +106,10 @@ interface Pending {
   reject(e: unknown): void;
 }
 
+/** Docs of one call that go into a batch, by index (ascending). */
 interface Slice {
   p: Pending;
-  from: number;
-  to: number;
+  idx: number[];
 }
 
 /**
@@ -111,6 +129,7 @@ export class BatchingScorer implements Scorer {
   readonly maxWaitMs: number;
   readonly maxQueue: number;
   readonly concurrency: number;
+  readonly lengthBuckets: boolean;
   /** model calls made, and pairs sent, since creation */
   batches = 0;
   pairs = 0;
@@ -136,6 +155,7 @@ export class BatchingScorer implements Scorer {
     this.maxQueue = opts.maxQueue ?? 1024;
     this.concurrency = opts.concurrency ?? 1;
     this.clock = opts.clock ?? (() => performance.now());
+    this.lengthBuckets = opts.lengthBuckets ?? true;
     if (!(this.maxBatch >= 1) || !(this.maxWaitMs >= 0) || !(this.maxQueue >= 1) || !(this.concurrency >= 1)) {
       throw new WinnowError('usage', `batcher options out of range: maxBatch=${this.maxBatch}, maxWaitMs=${this.maxWaitMs}, maxQueue=${this.maxQueue}, concurrency=${this.concurrency}`);
     }
@@ -172,8 +192,13 @@ export class BatchingScorer implements Scorer {
       const wait = Math.max(1, Math.ceil(((this.queuedPairs * this.msPerPair) / 1000) / this.concurrency));
       return Promise.reject(new BackpressureError(this.id, this.queuedPairs, this.maxQueue, wait));
     }
+    const inner = this.inner;
+    const lengths = this.lengthBuckets && isMultiQueryScorer(inner) ? inner.tokenLengths?.(query, docs) : undefined;
     return new Promise<Float32Array>((resolve, reject) => {
-      const p: Pending = { query, docs, scores: new Float32Array(docs.length), next: 0, done: 0, costs, resolve, reject };
+      const p: Pending = {
+        query, docs, scores: new Float32Array(docs.length), lengths, taken: new Uint8Array(docs.length),
+        next: 0, left: docs.length, done: 0, costs, resolve, reject,
+      };
       p.stopListening = cancel?.onCancel(() => this.abort(p));
       this.queue.push(p);
       this.queuedPairs += docs.length;
@@ -191,7 +216,7 @@ export class BatchingScorer implements Scorer {
     const i = this.queue.indexOf(p);
     if (i < 0) return;
     this.queue.splice(i, 1);
-    this.queuedPairs -= p.docs.length - p.next;
+    this.queuedPairs -= p.left;
     p.reject(new AbortedError(this.id));
   }
 
@@ -213,19 +238,16 @@ export class BatchingScorer implements Scorer {
       this.timer = undefined;
     }
     while (this.inFlight < this.concurrency && this.queue.length > 0) {
-      const slices: Slice[] = [];
+      const slices = this.queuedPairs > this.maxBatch && this.queue.every((p) => p.lengths) ? this.takeByLength() : this.takeInOrder();
       let n = 0;
-      while (n < this.maxBatch && this.queue.length > 0) {
-        const p = this.queue[0];
-        const take = Math.min(this.maxBatch - n, p.docs.length - p.next);
-        slices.push({ p, from: p.next, to: p.next + take });
-        p.next += take;
-        n += take;
-        if (p.next === p.docs.length) {
-          this.queue.shift();
-          p.stopListening?.();
-        }
+      for (const s of slices) {
+        for (const i of s.idx) s.p.taken[i] = 1;
+        s.p.left -= s.idx.length;
+        while (s.p.next < s.p.docs.length && s.p.taken[s.p.next]) s.p.next++;
+        if (s.p.left === 0) s.p.stopListening?.();
+        n += s.idx.length;
       }
+      for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i].left === 0) this.queue.splice(i, 1);
       this.queuedPairs -= n;
       this.inFlight++;
       this.inFlightPairs += n;
@@ -233,14 +255,64 @@ export class BatchingScorer implements Scorer {
     }
   }
 
+  /** The next `maxBatch` waiting pairs in arrival order. */
+  private takeInOrder(): Slice[] {
+    const slices: Slice[] = [];
+    let room = this.maxBatch;
+    for (const p of this.queue) {
+      if (room === 0) break;
+      const idx: number[] = [];
+      for (let i = p.next; i < p.docs.length && idx.length < room; i++) if (!p.taken[i]) idx.push(i);
+      room -= idx.length;
+      slices.push({ p, idx });
+    }
+    return slices;
+  }
+
+  /**
+   * `maxBatch` waiting pairs of similar token length: all waiting pairs sorted by (length,
+   * arrival), and of the runs of `maxBatch` consecutive ones that hold the oldest pair, the one
+   * spanning the fewest lengths. The scorer pads each of its batches to its longest row, so a
+   * narrow span is what saves padded tokens.
+   */
+  private takeByLength(): Slice[] {
+    const owner: number[] = [];
+    const doc: number[] = [];
+    const len: number[] = [];
+    this.queue.forEach((p, q) => {
+      for (let i = p.next; i < p.docs.length; i++) {
+        if (p.taken[i]) continue;
+        owner.push(q);
+        doc.push(i);
+        len.push((p.lengths as ArrayLike<number>)[i]);
+      }
+    });
+    // arrival order is the candidate index, so the sort is by length, then age
+    const order = Array.from(len.keys()).sort((a, b) => len[a] - len[b] || a - b);
+    const m = this.maxBatch;
+    const head = order.indexOf(0);
+    let best = Math.max(0, head - m + 1);
+    for (let s = best + 1; s <= Math.min(head, order.length - m); s++) {
+      if (len[order[s + m - 1]] - len[order[s]] < len[order[best + m - 1]] - len[order[best]]) best = s;
+    }
+    const chosen = order.slice(best, best + m).sort((a, b) => a - b);
+    const slices: Slice[] = [];
+    for (const c of chosen) {
+      const p = this.queue[owner[c]];
+      if (slices.at(-1)?.p === p) slices[slices.length - 1].idx.push(doc[c]);
+      else slices.push({ p, idx: [doc[c]] });
+    }
+    return slices;
+  }
+
   private async runBatch(slices: Slice[], n: number): Promise<void> {
     const t0 = this.clock();
     try {
       const results = await this.scoreSlices(slices);
-      slices.forEach((s, i) => checkScoreCount(this.id, results[i].length, s.to - s.from));
+      slices.forEach((s, i) => checkScoreCount(this.id, results[i].length, s.idx.length));
       slices.forEach((s, i) => {
-        s.p.scores.set(results[i], s.from);
-        s.p.done += s.to - s.from;
+        s.idx.forEach((d, k) => (s.p.scores[d] = results[i][k]));
+        s.p.done += s.idx.length;
         if (s.p.done === s.p.docs.length) s.p.resolve(s.p.scores);
       });
     } catch (e) {
@@ -263,7 +335,7 @@ export class BatchingScorer implements Scorer {
     const i = this.queue.indexOf(p);
     if (i >= 0) {
       this.queue.splice(i, 1);
-      this.queuedPairs -= p.docs.length - p.next;
+      this.queuedPairs -= p.left;
     }
     p.reject(e); // a later slice's resolve() is then a no-op
   }
@@ -274,7 +346,7 @@ export class BatchingScorer implements Scorer {
     const costs = new Costs();
     let results: Float32Array[];
     if (isMultiQueryScorer(this.inner)) {
-      results = await this.inner.scoreMany(slices.map((s) => ({ query: s.p.query, docs: s.p.docs.slice(s.from, s.to) })), costs);
+      results = await this.inner.scoreMany(slices.map((s) => ({ query: s.p.query, docs: s.idx.map((i) => s.p.docs[i]) })), costs);
     } else {
       results = new Array<Float32Array>(slices.length);
       const byQuery = new Map<string, number[]>();
@@ -284,12 +356,12 @@ export class BatchingScorer implements Scorer {
         else byQuery.set(s.p.query, [i]);
       });
       for (const [query, idx] of byQuery) {
-        const docs = idx.flatMap((i) => slices[i].p.docs.slice(slices[i].from, slices[i].to));
+        const docs = idx.flatMap((i) => slices[i].idx.map((d) => slices[i].p.docs[d]));
         const scores = await this.inner.score(query, docs, costs);
         checkScoreCount(this.id, scores.length, docs.length);
         let off = 0;
         for (const i of idx) {
-          const len = slices[i].to - slices[i].from;
+          const len = slices[i].idx.length;
           results[i] = scores.subarray(off, off + len);
           off += len;
         }
