@@ -174,6 +174,8 @@ async function build(): Promise<Record<string, unknown>> {
       sample();
       writePeak = peakRss;
       segTimes.push((performance.now() - t0) / 1000);
+      // One line per segment, so a run stopped early still says how far it got and at what memory.
+      process.stderr.write(`segment ${segTimes.length}: ${segTimes.length * SEGMENT_DOCS} docs at ${segTimes[segTimes.length - 1].toFixed(0)} s, RSS ${mb(process.memoryUsage().rss)} MB, peak ${mb(peakRss)} MB, load ${os.loadavg()[0].toFixed(1)}\n`);
     },
   });
   const buildSeconds = (performance.now() - t0) / 1000;
