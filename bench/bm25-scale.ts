@@ -1,17 +1,27 @@
 /**
- * BM25 at a million documents through the segmented collection: documents are generated on the
- * fly (Zipfian vocabulary, 100-300 tokens each), so the raw corpus never sits in memory, and the
- * collection flushes a segment every `--segment-docs` documents, which bounds what the build holds.
+ * BM25 at scale through the segmented collection: documents are generated on the fly (Zipfian
+ * vocabulary, 100-300 tokens each), so the raw corpus never sits in memory, and the collection
+ * flushes a segment every `--segment-docs` documents, which bounds what the build holds.
  *
- *   npx tsc -p tsconfig.json && node dist/bench/bm25-scale.js [--docs 1000000] [--segment-docs 100000] [--dir /tmp/winnow-bm25-scale]
+ * After the build, serving is measured in fresh child processes (so their RSS is the reader's
+ * own, not the build's): the paged reader (Collection.open: postings read on demand through a
+ * bounded LRU), and, as the peer, every segment file read whole into memory the way readers did
+ * before format 2 (`--peer memory`, default when --docs <= 2M). Children run in rotating order.
  *
- * Writes bench/results/bm25-scale.json and bench/results/bm25-scale.md.
+ *   npx tsc -p tsconfig.json && node dist/bench/bm25-scale.js [--docs 1000000] [--segment-docs 100000] [--dir /tmp/winnow-bm25-scale] [--out bm25-scale] [--serve-only]
+ *
+ * --serve-only reuses the collection in --dir. Writes bench/results/<out>.json and .md.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Doc } from '../src/core/types.js';
+import { MemoryBm25File } from '../src/retrieve/bm25/paged.js';
+import { SegmentedBm25 } from '../src/retrieve/collection/bm25.js';
 import { Collection } from '../src/retrieve/collection/collection.js';
+import { readManifest } from '../src/retrieve/collection/manifest.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string): string => {
@@ -73,103 +83,172 @@ let peakRss = 0;
 const sample = (): void => {
   peakRss = Math.max(peakRss, process.memoryUsage().rss);
 };
-const timer = setInterval(sample, 100);
 
 function dirBytes(dir: string, suffix: string): number {
   return fs.readdirSync(dir).filter((f) => f.endsWith(suffix)).reduce((n, f) => n + fs.statSync(path.join(dir, f)).size, 0);
 }
+const mb = (b: number): number => Math.round(b / 2 ** 20);
+const vmHwm = (): number => Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) * 1024;
+const PEER_DEFAULT = DOCS <= 2_000_000 ? 'memory' : 'none';
+const PEER = opt('peer', PEER_DEFAULT);
+const OUT = opt('out', 'bm25-scale');
 
-async function main(): Promise<void> {
+/** Queries: 2-4 words from the head-to-mid of the Zipf curve, like real keyword queries; own seed, so every process asks the same. */
+function makeQueries(): string[] {
+  let qseed = 4242;
+  const qrand = (): number => ((qseed = (Math.imul(qseed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  const queries: string[] = [];
+  for (let q = 0; q < 200; q++) {
+    const n = 2 + Math.floor(qrand() * 3);
+    const ws: string[] = [];
+    for (let j = 0; j < n; j++) ws.push(WORDS[20 + Math.floor(qrand() ** 2 * 20000)]);
+    queries.push(ws.join(' '));
+  }
+  return queries;
+}
+
+interface ServeResult {
+  reader: string;
+  openSeconds: number;
+  rssAfterOpenMb: number;
+  /** queries/s: top 10 first pass (postings not yet cached), second pass, then top 1000 */
+  qps: { k10first: number; k10second: number; k1000: number };
+  peakRssMb: number;
+  rssAtEndMb: number;
+  /** sum of the scores of every top-10 hit: equal across readers when they score alike */
+  checksum: number;
+}
+
+/** One reader in this (fresh) process: open, then the query passes; prints JSON. */
+function serve(reader: string): void {
+  const timer = setInterval(sample, 50);
+  const queries = makeQueries();
+  const o0 = performance.now();
+  let search: (q: string, k: number) => { score: number }[];
+  if (reader === 'paged') {
+    const c = Collection.open(DIR);
+    search = (q, k) => c.searchBm25(q, k);
+  } else {
+    // The pre-format-2 reader: every segment file read whole (sha256 checked), dictionaries as maps.
+    const m = readManifest(DIR);
+    const sources = m.segments.map((s) => new MemoryBm25File(path.join(DIR, s.bm25)));
+    const c = m.config;
+    const bm25 = new SegmentedBm25(sources.map((source) => ({ source })), c.bm25, { stem: c.stem, stopWords: c.stopWords, lossyNorms: c.lossyNorms });
+    search = (q, k) => bm25.search(q, k);
+  }
+  const openSeconds = (performance.now() - o0) / 1000;
+  const rssAfterOpen = process.memoryUsage().rss;
+  const pass = (k: number): number => {
+    const s0 = performance.now();
+    for (const q of queries) search(q, k);
+    return queries.length / ((performance.now() - s0) / 1000);
+  };
+  const k10first = pass(10);
+  const k10second = pass(10);
+  const k1000 = pass(1000);
+  let checksum = 0;
+  for (const q of queries) for (const h of search(q, 10)) checksum += h.score;
+  clearInterval(timer);
+  const out: ServeResult = { reader, openSeconds, rssAfterOpenMb: mb(rssAfterOpen), qps: { k10first, k10second, k1000 }, peakRssMb: mb(vmHwm()), rssAtEndMb: mb(process.memoryUsage().rss), checksum };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+function child(reader: string): ServeResult {
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), ...args, '--serve', reader], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) throw new Error(`serving child (${reader}) failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as ServeResult;
+}
+
+async function build(): Promise<Record<string, unknown>> {
+  const timer = setInterval(sample, 100);
   fs.rmSync(DIR, { recursive: true, force: true });
   const rss0 = process.memoryUsage().rss;
   const t0 = performance.now();
-  const c = Collection.create(DIR, { segmentDocs: SEGMENT_DOCS, maxSegments: 64 });
+  const c = Collection.create(DIR, { segmentDocs: SEGMENT_DOCS, maxSegments: 1000 });
   const segTimes: number[] = [];
   let writePeak = 0;
-  await c.add(generate(), { progress: true, expectedCount: DOCS, onSegment: () => {
-    sample();
-    writePeak = peakRss;
-    segTimes.push((performance.now() - t0) / 1000);
-  } });
+  await c.add(generate(), {
+    progress: true,
+    expectedCount: DOCS,
+    onSegment: () => {
+      sample();
+      writePeak = peakRss;
+      segTimes.push((performance.now() - t0) / 1000);
+      // One line per segment, so a run stopped early still says how far it got and at what memory.
+      process.stderr.write(`segment ${segTimes.length}: ${segTimes.length * SEGMENT_DOCS} docs at ${segTimes[segTimes.length - 1].toFixed(0)} s, RSS ${mb(process.memoryUsage().rss)} MB, peak ${mb(peakRss)} MB, load ${os.loadavg()[0].toFixed(1)}\n`);
+    },
+  });
   const buildSeconds = (performance.now() - t0) / 1000;
   sample();
-  const buildPeakRss = peakRss;
   c.close();
-
-  const o0 = performance.now();
-  const reader = Collection.open(DIR, { verify: 'full' });
-  const openSeconds = (performance.now() - o0) / 1000;
-  const openSizeOnly0 = performance.now();
-  Collection.open(DIR, { verify: 'size' }).close();
-  const openSizeOnlySeconds = (performance.now() - openSizeOnly0) / 1000;
-  sample();
-
-  // Queries: 2-4 words from the head-to-mid of the Zipf curve, like real keyword queries.
-  const queries: string[] = [];
-  for (let q = 0; q < 200; q++) {
-    const n = 2 + Math.floor(rand() * 3);
-    const ws: string[] = [];
-    for (let j = 0; j < n; j++) ws.push(WORDS[20 + Math.floor(rand() ** 2 * 20000)]);
-    queries.push(ws.join(' '));
-  }
-  const qps: Record<string, number> = {};
-  for (const k of [10, 1000]) {
-    const s0 = performance.now();
-    for (const q of queries) reader.searchBm25(q, k);
-    qps[`k=${k}`] = queries.length / ((performance.now() - s0) / 1000);
-  }
-  sample();
   clearInterval(timer);
-  const vmHwm = Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) * 1024;
-
-  const mb = (b: number): number => Math.round(b / 2 ** 20);
-  const out = {
-    command: `node dist/bench/bm25-scale.js ${args.join(' ')}`.trim(),
-    machine: { cpus: os.cpus().length, node: process.version, loadavg: os.loadavg() },
-    corpus: { docs: DOCS, tokens, vocab: VOCAB, zipfS: ZIPF_S, lengths: '100-300 tokens, uniform' },
-    segmentDocs: SEGMENT_DOCS,
-    segments: reader.segmentCount,
+  return {
+    tokens,
     buildSeconds,
     docsPerSecond: DOCS / buildSeconds,
     segmentFlushSeconds: segTimes,
+    rssAtStartMb: mb(rss0),
+    segmentWritePeakRssMb: mb(writePeak),
+    buildPeakRssMb: mb(peakRss),
+  };
+}
+
+async function main(): Promise<void> {
+  const serveAs = opt('serve', '');
+  if (serveAs) return serve(serveAs);
+  const built = args.includes('--serve-only') ? (JSON.parse(fs.readFileSync(`bench/results/${OUT}.json`, 'utf8')) as { build: Record<string, unknown> }).build : await build();
+  const load0 = os.loadavg();
+  // Rotating order: paged, peer, paged again; each child is a fresh process.
+  const readers = PEER === 'none' ? ['paged', 'paged'] : ['paged', PEER, 'paged'];
+  const runs = readers.map((r) => child(r));
+  const f0 = performance.now();
+  Collection.open(DIR, { verify: 'full' }).close();
+  const openFullSeconds = (performance.now() - f0) / 1000;
+  const m = readManifest(DIR);
+  const out = {
+    command: `node dist/bench/bm25-scale.js ${args.join(' ')}`.trim(),
+    machine: { cpus: os.cpus().length, node: process.version, loadavgBeforeServing: load0, loadavgAtEnd: os.loadavg() },
+    corpus: { docs: DOCS, vocab: VOCAB, zipfS: ZIPF_S, lengths: '100-300 tokens, uniform' },
+    segmentDocs: SEGMENT_DOCS,
+    segments: m.segments.length,
     bm25IndexMb: mb(dirBytes(DIR, '.bm25')),
     docStoreMb: mb(dirBytes(DIR, '.docs')),
     metaMb: mb(dirBytes(DIR, '.meta')),
-    rssAtStartMb: mb(rss0),
-    segmentWritePeakRssMb: mb(writePeak),
-    buildPeakRssMb: mb(buildPeakRss),
-    processPeakRssMb: mb(vmHwm),
-    openSecondsVerifyFull: openSeconds,
-    openSecondsVerifySize: openSizeOnlySeconds,
-    queriesPerSecond: qps,
+    build: built,
+    openSecondsVerifyFull: openFullSeconds,
+    serving: runs,
   };
   fs.mkdirSync('bench/results', { recursive: true });
-  fs.writeFileSync('bench/results/bm25-scale.json', `${JSON.stringify(out, null, 2)}\n`);
+  fs.writeFileSync(`bench/results/${OUT}.json`, `${JSON.stringify(out, null, 2)}\n`);
+  const b = built as { buildSeconds: number; docsPerSecond: number; tokens: number; segmentWritePeakRssMb: number; rssAtStartMb: number; buildPeakRssMb: number };
+  const la = (l: number[]): string => l.map((x) => x.toFixed(1)).join(' ');
+  const row = (r: ServeResult): string =>
+    `| ${r.reader} | ${r.openSeconds.toFixed(2)} s | ${r.rssAfterOpenMb} MB | ${r.qps.k10first.toFixed(1)} | ${r.qps.k10second.toFixed(1)} | ${r.qps.k1000.toFixed(1)} | ${r.peakRssMb} MB | ${r.checksum.toFixed(3)} |`;
   const md = [
-    '# BM25 at scale: segmented collection build',
+    `## ${DOCS.toLocaleString('en-US')} documents`,
     '',
-    `Command: \`${out.command}\` (after \`npx tsc -p tsconfig.json\`); ${out.machine.cpus} cores shared with other jobs (load average at the end ${out.machine.loadavg.map((x) => x.toFixed(1)).join(' ')}), Node ${out.machine.node}.`,
+    `Command: \`${out.command}\` (after \`npx tsc -p tsconfig.json\`); ${out.machine.cpus} cores shared with other jobs (load average ${la(load0)} before serving, ${la(out.machine.loadavgAtEnd)} at the end), Node ${out.machine.node}.`,
     '',
-    `Corpus: ${DOCS} synthetic documents generated on the fly (never all in memory), ${tokens} tokens, Zipf(s=${ZIPF_S}) over ${VOCAB} words, lengths uniform 100-300.`,
+    `Corpus: ${DOCS} synthetic documents generated on the fly (never all in memory), ${b.tokens} tokens, Zipf(s=${ZIPF_S}) over ${VOCAB} words, lengths uniform 100-300.`,
     '',
-    `| measure | value |`,
+    `| build | value |`,
     `|---|---|`,
-    `| build time | ${buildSeconds.toFixed(0)} s (${out.docsPerSecond.toFixed(0)} docs/s) |`,
+    `| build time | ${b.buildSeconds.toFixed(0)} s (${b.docsPerSecond.toFixed(0)} docs/s) |`,
     `| segments (flush every ${SEGMENT_DOCS} docs) | ${out.segments} |`,
     `| BM25 postings on disk | ${out.bm25IndexMb} MB |`,
     `| document store on disk | ${out.docStoreMb} MB (+ ${out.metaMb} MB offsets/keys) |`,
-    `| peak RSS while writing segments | ${out.segmentWritePeakRssMb} MB (process start ${out.rssAtStartMb} MB) |`,
-    `| peak RSS including the commit (which opens the new generation: all postings in memory) | ${out.buildPeakRssMb} MB |`,
-    `| peak RSS of the whole run (build, open, queries) | ${out.processPeakRssMb} MB |`,
-    `| open with full sha256 verification | ${openSeconds.toFixed(1)} s (size-only: ${openSizeOnlySeconds.toFixed(1)} s) |`,
-    `| queries/s, top 10 (200 queries of 2-4 words) | ${qps['k=10'].toFixed(1)} |`,
-    `| queries/s, top 1000 | ${qps['k=1000'].toFixed(1)} |`,
+    `| peak RSS while writing segments | ${b.segmentWritePeakRssMb} MB (process start ${b.rssAtStartMb} MB) |`,
+    `| peak RSS of the build including the commit (which opens the new generation) | ${b.buildPeakRssMb} MB |`,
+    `| open with full sha256 verification of every file (no verify cache) | ${openFullSeconds.toFixed(1)} s |`,
     '',
-    `Memory bound of the build: one segment's documents (${SEGMENT_DOCS} here) with their static BM25 build arrays, plus the id map of the whole collection; the finished segments are on disk and are not read back until the commit opens the new generation.`,
+    'Serving, each reader in a fresh process, in this order (200 queries of 2-4 words; "first" = postings not yet in the cache; checksum = sum of all top-10 scores):',
+    '',
+    '| reader | open | RSS after open | q/s top 10, first | q/s top 10, second | q/s top 1000 | peak RSS of the process | checksum |',
+    '|---|---|---|---|---|---|---|---|',
+    ...runs.map(row),
   ].join('\n');
-  fs.writeFileSync('bench/results/bm25-scale.md', `${md}\n`);
+  fs.writeFileSync(`bench/results/${OUT}.md`, `${md}\n`);
   console.log(md);
-  reader.close();
 }
 
 await main();

@@ -36,7 +36,7 @@ export interface Bm25BuildOptions {
 }
 
 /** Grows like a vector; the build pass appends millions of ints without per-item objects. */
-class IntVec {
+export class IntVec {
   data: Int32Array;
   length = 0;
   constructor(capacity = 1024) {

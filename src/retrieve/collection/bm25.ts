@@ -1,10 +1,11 @@
-import type { Bm25Data } from '../bm25/format.js';
+import { LRUCache } from 'lru-cache';
+import type { Bm25Source } from '../bm25/paged.js';
 import { lengthNorm, quantizeLength, termWeight, tfNorm, type Bm25Params } from '../bm25/similarity.js';
 import { Analyzer } from '../../text/analyzer.js';
 
-/** One immutable BM25 segment as a search sees it: its postings plus the collection's tombstones. */
+/** One immutable BM25 segment as a search sees it: its index file plus the collection's tombstones. */
 export interface Bm25Segment {
-  data: Bm25Data;
+  source: Bm25Source;
   /** 1 where the local document is deleted; undefined when none is */
   deleted?: Uint8Array;
 }
@@ -16,21 +17,30 @@ export interface SegmentHit {
   score: number;
 }
 
+/** A query term resolved in every segment: its number there (-1: absent) and its live df. */
+interface ResolvedTerm {
+  ids: Int32Array;
+  df: number;
+}
+
+/** query terms remembered with their per-segment numbers and df; a term costs a few hundred bytes */
+const TERM_CACHE_ENTRIES = 50_000;
+
 /**
  * BM25 over several segments with *collection-wide* statistics, so a document scores exactly
  * what a fresh index over the live documents would give it (Lucene gets the same by summing
  * per-segment statistics; here deletes are subtracted too, which Lucene only does at merge):
  * N = live documents with at least one term, avgdl over those, df = live postings of the term.
  * Per-document norms depend on avgdl, so they are computed when the view is opened; the
- * segment files store raw tfs and lengths only.
+ * segment files store raw tfs and lengths only. Postings come from each segment's source,
+ * which may read them from disk on demand (paged.ts).
  */
 export class SegmentedBm25 {
   readonly docCount: number;
   readonly avgdl: number;
   private readonly analyzer: Analyzer;
-  private readonly termIds: Map<string, number>[];
   private readonly norms: Float32Array[];
-  private readonly dfCache = new Map<string, number>();
+  private readonly terms = new LRUCache<string, ResolvedTerm>({ max: TERM_CACHE_ENTRIES });
   private acc: Float32Array;
 
   constructor(
@@ -43,7 +53,7 @@ export class SegmentedBm25 {
     let sumDocLen = 0;
     let maxDocs = 0;
     for (const s of segments) {
-      const lens = s.data.docLens;
+      const lens = s.source.docLens;
       maxDocs = Math.max(maxDocs, lens.length);
       for (let d = 0; d < lens.length; d++) {
         if (s.deleted?.[d] || lens[d] === 0) continue;
@@ -53,13 +63,8 @@ export class SegmentedBm25 {
     }
     this.docCount = docCount;
     this.avgdl = docCount > 0 ? sumDocLen / docCount : 1;
-    this.termIds = segments.map((s) => {
-      const m = new Map<string, number>();
-      for (let t = 0; t < s.data.terms.length; t++) m.set(s.data.terms[t], t);
-      return m;
-    });
     this.norms = segments.map((s) => {
-      const lens = s.data.docLens;
+      const lens = s.source.docLens;
       const out = new Float32Array(lens.length);
       for (let d = 0; d < lens.length; d++) {
         out[d] = lengthNorm(params, opts.lossyNorms ? quantizeLength(lens[d]) : lens[d], this.avgdl);
@@ -69,24 +74,30 @@ export class SegmentedBm25 {
     this.acc = new Float32Array(maxDocs);
   }
 
-  /** Live documents containing `term` across every segment. */
-  df(term: string): number {
-    let df = this.dfCache.get(term);
-    if (df !== undefined) return df;
-    df = 0;
+  private resolve(term: string): ResolvedTerm {
+    let r = this.terms.get(term);
+    if (r) return r;
+    const ids = new Int32Array(this.segments.length);
+    let df = 0;
     for (let si = 0; si < this.segments.length; si++) {
-      const t = this.termIds[si].get(term);
-      if (t === undefined) continue;
-      const { postingStarts, postingDocs } = this.segments[si].data;
-      const deleted = this.segments[si].deleted;
+      const { source, deleted } = this.segments[si];
+      const t = (ids[si] = source.termId(term));
+      if (t < 0) continue;
       if (!deleted) {
-        df += postingStarts[t + 1] - postingStarts[t];
+        df += source.postingCount(t);
         continue;
       }
-      for (let p = postingStarts[t]; p < postingStarts[t + 1]; p++) if (!deleted[postingDocs[p]]) df++;
+      const docs = source.postings(t).docs;
+      for (let p = 0; p < docs.length; p++) if (!deleted[docs[p]]) df++;
     }
-    this.dfCache.set(term, df);
-    return df;
+    r = { ids, df };
+    this.terms.set(term, r);
+    return r;
+  }
+
+  /** Live documents containing `term` across every segment. */
+  df(term: string): number {
+    return this.resolve(term).df;
   }
 
   /** The `k` best live documents for `queryText`, best first (ties: earlier segment, lower doc). */
@@ -94,24 +105,24 @@ export class SegmentedBm25 {
     const counts = new Map<string, number>();
     this.analyzer.forEachTerm(queryText, (t) => counts.set(t, (counts.get(t) ?? 0) + 1));
     if (counts.size === 0 || k <= 0) return [];
-    const terms = [...counts.keys()];
-    const weights = terms.map((t) => termWeight(this.docCount, this.df(t), counts.get(t)!));
+    const terms = [...counts.keys()].map((t) => this.resolve(t));
+    const weights = [...counts.entries()].map(([, n], i) => termWeight(this.docCount, terms[i].df, n));
     const top = new HitHeap(k);
     const acc = this.acc;
     for (let si = 0; si < this.segments.length; si++) {
-      const { postingStarts, postingDocs, postingTfs } = this.segments[si].data;
-      const deleted = this.segments[si].deleted;
+      const { source, deleted } = this.segments[si];
       const norms = this.norms[si];
       const touched: number[] = [];
       for (let i = 0; i < terms.length; i++) {
-        const t = this.termIds[si].get(terms[i]);
-        if (t === undefined) continue;
+        const t = terms[i].ids[si];
+        if (t < 0) continue;
         const w = weights[i];
-        for (let p = postingStarts[t]; p < postingStarts[t + 1]; p++) {
-          const d = postingDocs[p];
+        const { docs, tfs } = source.postings(t);
+        for (let p = 0; p < docs.length; p++) {
+          const d = docs[p];
           if (acc[d] === 0) touched.push(d);
           // Same float32 rounding points as Bm25Index: impact as float32, sum in a float32 slot.
-          acc[d] += w * tfNorm(postingTfs[p], norms[d]);
+          acc[d] += w * tfNorm(tfs[p], norms[d]);
         }
       }
       for (const d of touched) {

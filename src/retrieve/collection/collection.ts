@@ -74,6 +74,12 @@ export interface OpenOptions {
   lockTimeoutMs?: number;
   /** override efSearch for this reader */
   efSearch?: number;
+  /**
+   * Bound of the BM25 postings blocks kept in memory (LRU; default 256 MiB). Postings are read
+   * from the segment files as queries need them, so a reader's memory follows what its queries
+   * touch, not the collection's size.
+   */
+  postingsCacheBytes?: number;
 }
 
 export type { CollectionHit } from './reader.js';
@@ -238,7 +244,7 @@ export class Collection implements DocLookup {
     else verifyGeneration(this.dir, m.files, this.opts.verify !== 'full');
     this.close();
     this.current = undefined; // a failed open below leaves no closed generation in use
-    this.current = new OpenGeneration(this.dir, m, this.opts.efSearch);
+    this.current = new OpenGeneration(this.dir, m, this.opts.efSearch, this.opts.postingsCacheBytes);
   }
 
   /** Releases open file descriptors. */

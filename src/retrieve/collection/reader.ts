@@ -1,7 +1,8 @@
 import * as path from 'node:path';
 import { WinnowError } from '../../core/errors.js';
 import type { Doc } from '../../core/types.js';
-import { readIndexFile } from '../bm25/format.js';
+import { LRUCache } from 'lru-cache';
+import { openBm25Source, postingsBytes, type Bm25Source, type Postings, type PostingsCache } from '../bm25/paged.js';
 import { AnnIndex } from '../dense/ann.js';
 import { checkDim } from '../dense/embedder.js';
 import { exactSearch } from '../dense/exact.js';
@@ -20,7 +21,8 @@ import { SegmentVectors, StoredVectors, docOf, locOf, segOf, type Loc } from './
 
 export interface LoadedSegment {
   entry: SegmentEntry;
-  bm25Data: ReturnType<typeof readIndexFile>;
+  /** the segment's BM25 index file, postings read on demand */
+  bm25: Bm25Source;
   keys: Float64Array;
   store: DocStore;
   deleted?: Uint8Array;
@@ -41,10 +43,15 @@ export interface DocPlace {
   key: number;
 }
 
+/** default bound of the postings blocks one open generation keeps in memory */
+export const DEFAULT_POSTINGS_CACHE_BYTES = 256 * 2 ** 20;
+
 export class OpenGeneration {
   readonly segments: LoadedSegment[] = [];
-  private readonly ids = new Map<string, Loc>();
-  private readonly keyLocs = new Map<number, Loc>();
+  /** id and key lookups, built on first use: a generation that only searches never pays for them */
+  private idMap?: Map<string, Loc>;
+  private keyMap?: Map<number, Loc>;
+  private readonly postingsCache: PostingsCache;
   readonly bm25: SegmentedBm25;
   readonly ann: AnnIndex | null = null;
   liveCount = 0;
@@ -55,12 +62,14 @@ export class OpenGeneration {
     private readonly dir: string,
     private readonly m: Manifest,
     efSearch?: number,
+    postingsCacheBytes = DEFAULT_POSTINGS_CACHE_BYTES,
   ) {
+    this.postingsCache = new LRUCache<string, Postings>({ maxSize: Math.max(1, postingsCacheBytes), sizeCalculation: postingsBytes });
     try {
       m.segments.forEach((entry, si) => this.openSegment(entry, si));
       const c = m.config;
       this.bm25 = new SegmentedBm25(
-        this.segments.map((s) => ({ data: s.bm25Data, deleted: s.deleted })),
+        this.segments.map((s) => ({ source: s.bm25, deleted: s.deleted })),
         c.bm25,
         { stem: c.stem, stopWords: c.stopWords, lossyNorms: c.lossyNorms },
       );
@@ -77,9 +86,18 @@ export class OpenGeneration {
   }
 
   private openSegment(entry: SegmentEntry, si: number): void {
-    const bm25Data = readIndexFile(path.join(this.dir, entry.bm25));
-    if (bm25Data.docIds.length !== entry.docs) {
-      throw new WinnowError('corrupt_index', `segment file ${path.join(this.dir, entry.bm25)} holds ${bm25Data.docIds.length} documents, the manifest says ${entry.docs}`, REBUILD_HINT);
+    const bm25 = openBm25Source(path.join(this.dir, entry.bm25), this.postingsCache, String(si));
+    try {
+      this.openSegmentFiles(entry, bm25);
+    } catch (e) {
+      bm25.close();
+      throw e;
+    }
+  }
+
+  private openSegmentFiles(entry: SegmentEntry, bm25: Bm25Source): void {
+    if (bm25.numDocs !== entry.docs) {
+      throw new WinnowError('corrupt_index', `segment file ${path.join(this.dir, entry.bm25)} holds ${bm25.numDocs} documents, the manifest says ${entry.docs}`, REBUILD_HINT);
     }
     const { offsets, keys } = readMeta(path.join(this.dir, entry.meta), entry.docs);
     let deleted: Uint8Array | undefined;
@@ -93,26 +111,49 @@ export class OpenGeneration {
       if (dim === undefined) throw new WinnowError('corrupt_index', `segment ${entry.id} holds vectors of model "${id}", which the manifest does not list`, repairHint(this.dir));
       models.set(id, new SegmentVectors(path.join(this.dir, v.vectors), entry.docs, dim));
     }
-    const seg: LoadedSegment = { entry, bm25Data, keys, store: new DocStore(path.join(this.dir, entry.store), offsets), deleted, models };
+    const seg: LoadedSegment = { entry, bm25, keys, store: new DocStore(path.join(this.dir, entry.store), offsets), deleted, models };
     // Open now: a later writer's garbage collection may unlink the file, and an open
     // descriptor keeps this reader's generation readable.
     seg.store.open();
     for (const v of models.values()) v.open();
     this.segments.push(seg);
-    for (let d = 0; d < entry.docs; d++) {
-      if (deleted?.[d]) continue;
-      this.ids.set(bm25Data.docIds[d], locOf(si, d));
-      this.keyLocs.set(keys[d], locOf(si, d));
-      this.liveCount++;
+    let dead = 0;
+    if (deleted) for (let d = 0; d < entry.docs; d++) dead += deleted[d];
+    this.liveCount += entry.docs - dead;
+  }
+
+  /** live id -> location, built on first use (a map of every id: seconds and hundreds of MB at millions of documents) */
+  private get ids(): Map<string, Loc> {
+    if (!this.idMap) {
+      const m = new Map<string, Loc>();
+      this.segments.forEach((s, si) => {
+        for (let d = 0; d < s.entry.docs; d++) if (!s.deleted?.[d]) m.set(s.bm25.docId(d), locOf(si, d));
+      });
+      this.idMap = m;
     }
+    return this.idMap;
+  }
+
+  /** live vector key -> location, built on first use (dense search through the graph) */
+  private get keyLocs(): Map<number, Loc> {
+    if (!this.keyMap) {
+      const m = new Map<number, Loc>();
+      this.segments.forEach((s, si) => {
+        for (let d = 0; d < s.entry.docs; d++) if (!s.deleted?.[d]) m.set(s.keys[d], locOf(si, d));
+      });
+      this.keyMap = m;
+    }
+    return this.keyMap;
   }
 
   /** Releases open file descriptors. */
   close(): void {
     for (const s of this.segments) {
+      s.bm25.close();
       s.store.close();
       for (const v of s.models.values()) v.close();
     }
+    this.postingsCache.clear();
   }
 
   /**
@@ -158,7 +199,7 @@ export class OpenGeneration {
 
   *docIds(): IterableIterator<string> {
     for (const s of this.segments) {
-      for (let d = 0; d < s.entry.docs; d++) if (!s.deleted?.[d]) yield s.bm25Data.docIds[d];
+      for (let d = 0; d < s.entry.docs; d++) if (!s.deleted?.[d]) yield s.bm25.docId(d);
     }
   }
 
@@ -213,6 +254,6 @@ export class OpenGeneration {
   }
 
   private idAt(h: { seg: number; doc: number }): string {
-    return this.segments[h.seg].bm25Data.docIds[h.doc];
+    return this.segments[h.seg].bm25.docId(h.doc);
   }
 }
