@@ -179,7 +179,7 @@ test('too few tuning queries for cross-validation: no optional step is adopted, 
 /** A budget-plan point with the numbers `widenCutoffs` reads: its cut-offs and its latency. */
 function point(ks: number[], p95: number): PlanPoint {
   const plan = { steps: ks.map((k, stage) => ({ stage, k })) };
-  const e = { queries: 1, 'nDCG@10': 0.5, 'R@10': 0.5, perQueryNdcg: Float64Array.of(0.5), perQueryMs: Float64Array.of(p95), perQueryPairs: [], pairs: [], latencyMs: { p50: p95, p95, mean: p95 }, skipped: 0 };
+  const e = { queries: 1, 'nDCG@10': 0.5, 'R@10': 0.5, perQueryNdcg: Float64Array.of(0.5), perQueryMs: Float64Array.of(p95), perQueryPairs: [], pairs: [], costs: {}, latencyMs: { p50: p95, p95, mean: p95 }, skipped: 0 };
   return { label: ks.join(' → '), plan, eval: e, pareto: false, withinBudget: true };
 }
 
@@ -210,6 +210,7 @@ function scored(label: string, ndcg: number[], heavyPairs: number, ms: number): 
     perQueryMs: new Float64Array(n).fill(ms),
     perQueryPairs: [new Float64Array(n), new Float64Array(n).fill(heavyPairs)],
     pairs: [0, heavyPairs],
+    costs: {},
     latencyMs: { p50: ms, p95: ms, mean: ms },
     skipped: 0,
   };
