@@ -226,7 +226,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
       if (values.out) process.stderr.write(`no spec written to ${values.out}: raise the budget or drop a stage\n`);
       return 1;
     }
-    if (values.out) writeFileSync(values.out, `# written by winnow tune: ${result.budget.message}\n${toYaml(result.spec)}`);
+    if (values.out) writeFileSync(values.out, tunedSpecYaml(result));
     return 0;
   } finally {
     await env.close();
@@ -260,6 +260,20 @@ function range(ks: readonly number[]): string {
 }
 
 /** Per optional step: the gain where it was fitted, under cross-validation, held out; and the verdict. */
+/**
+ * The tuned spec as YAML. A fitted calibration is not a spec key of its own (a stage's scores
+ * stay raw): it is listed in comments, ready for the `calibration` option of a `threshold` or
+ * `earlyExit` stage.
+ */
+export function tunedSpecYaml(r: TuneResult): string {
+  const lines = [`# written by winnow tune: ${r.budget.message}`, toYaml(r.spec).trimEnd()];
+  if (r.calibration?.length) {
+    lines.push('', '# calibrations fitted on the tuning split, for a threshold or earlyExit stage\'s calibration option:');
+    for (const c of r.calibration) lines.push(`#   ${c.stage}: ${JSON.stringify(c.calibration)}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
 export function formatEvidence(r: TuneResult): string[] {
   const e = r.evidence;
   if (e.steps.length === 0) return [];

@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import { calibrate, parseCalibration } from '../../src/cascade/calibration.js';
 import { EarlyExit } from '../../src/cascade/early-exit.js';
-import { compileSpec } from '../../src/cascade/spec.js';
+import { compileSpec, loadSpecFile } from '../../src/cascade/spec.js';
+import { tunedSpecYaml } from '../../src/cli/tune.js';
 import { WinnowError } from '../../src/core/errors.js';
 import { runExperiment } from '../../src/eval/experiment.js';
 import { calibrationQuality, fitCalibration, fitIsotonic, fitPlatt } from '../../src/eval/tune/calibrate.js';
@@ -105,7 +109,7 @@ test('a pool replays plans through the interpreter exactly as winnow eval runs t
   const judgedQueries = queries.filter((q) => pools.queries.some((p) => p.qid === q.id));
   for (const plan of plans) {
     const replayed = await evaluatePlan(pools, plan, 10);
-    const pipeline = await compileSpec(planToSpec(pools, plan, 10, 'x', new Map()), f.env, 'plan');
+    const pipeline = await compileSpec(planToSpec(pools, plan, 10, 'x'), f.env, 'plan');
     const exp = await runExperiment({ pipeline, queries: judgedQueries, qrels: f.qrels, docs: f.env.lookup, finalK: 10 });
     judgedQueries.forEach((q, i) => {
       assert.ok(Math.abs(replayed.perQueryNdcg[i] - exp.perQuery[q.id]['nDCG@10']) < 1e-12, `${JSON.stringify(plan)} query ${q.id}`);
@@ -173,7 +177,16 @@ test('tune: the written spec reproduces the simulated plan in winnow eval (cut-o
   assert.ok(r.configs.some((c) => c.pareto));
   assert.ok(r.calibration && r.calibration.length >= 2);
   for (const c of r.calibration) assert.ok(c.after.ece >= 0 && c.after.brier > 0 && c.after.brier < 1);
-  const pipeline = await compileSpec(r.spec, f.env, 'tuned');
+  // the file `winnow tune -o` writes is what `winnow eval --spec` reads: no key it refuses
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'winnow-tuned-')), 'tuned.yaml');
+  writeFileSync(file, tunedSpecYaml(r));
+  const written = loadSpecFile(file);
+  assert.deepEqual(written.stages, r.spec.stages);
+  // and the fitted calibrations, listed in its comments, are ones a threshold stage accepts
+  const listed = readFileSync(file, 'utf8').split('\n').filter((l) => /^# {3}\S+: \{/.test(l));
+  assert.equal(listed.length, r.calibration.length);
+  for (const l of listed) parseCalibration(JSON.parse(l.slice(l.indexOf('{'))), 'comment');
+  const pipeline = await compileSpec(written, f.env, 'tuned');
   const exp = await runExperiment({ pipeline, queries: f.test, qrels: f.qrels, docs: f.env.lookup, finalK: 10 });
   assert.ok(Math.abs(exp.final['nDCG@10'] - r.final.test['nDCG@10']) < 1e-9, `${exp.final['nDCG@10']} vs ${r.final.test['nDCG@10']}`);
   assert.equal(pipeline.compile().some((s) => s instanceof EarlyExit), r.earlyExit?.adopted === true);

@@ -6,7 +6,7 @@ import { tuneReport } from '../../src/report/html.js';
 import { defaultFolds, pairedBootstrap, queryFolds } from '../../src/eval/tune/evidence.js';
 import { buildQueryPool, type Pools, type QueryPool, type TuneStage } from '../../src/eval/tune/pool.js';
 import { seededRandom } from '../../src/eval/tune/random.js';
-import { chooseOnSubset, type PlanPoint } from '../../src/eval/tune/planner.js';
+import { chooseOnSubset, cutsNothing, type PlanPoint } from '../../src/eval/tune/planner.js';
 import { type TuneChoices, type TuneResult, tuneOnPools, widenCutoffs } from '../../src/eval/tune/tune.js';
 
 const DEPTH = 30;
@@ -236,6 +236,31 @@ test('the budget choice: of the plans as good as the best on the tuning queries,
   assert.equal(chooseOnSubset([better, worse], idx, 200, 'p95', select), better);
   // with a tolerance above that loss, the deep plan counts as good as the best again
   assert.equal(chooseOnSubset([better, worse], idx, 200, 'p95', { ...select, minGain: 0.02 }), worse);
+});
+
+test('the budget choice: a middle stage that cuts nothing is no candidate, the plan without it is', () => {
+  const n = 30;
+  const idx = Array.from({ length: n }, (_, i) => i);
+  const select = { minGain: 0.001, level: 0.95, resamples: 500, seed: 42 };
+  const ndcg = idx.map((i) => 0.4 + (i % 7) / 20);
+  // bm25 200 → light 200 → heavy 10: the heavy stage sees the same 200 candidates as without
+  // light, so the same quality, and light's 200 pairs are pure cost; yet it has the most
+  // pairs for "the stage before the last", which the tie-break would reward
+  const noop = scored('bm25 200 → light 200 → heavy 10', ndcg, 200, 150);
+  noop.plan = { steps: [{ stage: 0, k: 200 }, { stage: 1, k: 200 }, { stage: 2, k: 10 }] };
+  noop.eval.perQueryPairs = [new Float64Array(n), new Float64Array(n).fill(200), new Float64Array(n).fill(200)];
+  const direct = scored('bm25 200 → heavy 10', ndcg, 200, 100);
+  direct.plan = { steps: [{ stage: 0, k: 200 }, { stage: 2, k: 10 }] };
+  direct.eval.perQueryPairs = [new Float64Array(n), new Float64Array(n), new Float64Array(n).fill(200)];
+  assert.equal(cutsNothing(noop.plan), true);
+  assert.equal(cutsNothing(direct.plan), false);
+  assert.equal(chooseOnSubset([noop, direct], idx, 200, 'p95', select), direct);
+  // a light stage that does cut (300 → 200) stays a candidate and, as good, is preferred: it draws
+  // the heavy stage's 200 from a deeper pool
+  const cut = scored('bm25 300 → light 200 → heavy 10', ndcg, 200, 180);
+  cut.plan = { steps: [{ stage: 0, k: 300 }, { stage: 1, k: 200 }, { stage: 2, k: 10 }] };
+  cut.eval.perQueryPairs = [new Float64Array(n), new Float64Array(n).fill(300), new Float64Array(n).fill(200)];
+  assert.equal(chooseOnSubset([noop, direct, cut], idx, 200, 'p95', select), cut);
 });
 
 test('--budget-share: the budget is that share of the heavy stage over the whole pool, costed in the same run', async () => {

@@ -127,6 +127,9 @@ export function subsetStats(e: PlanEval, idx: readonly number[], stat: BudgetSta
  * quality the cascade is to keep: the most pairs for the spec's last stage, then for the
  * stage before it, and so on; then the cheaper. With many tuning queries the intervals are
  * narrow and this is the best plan; with few, the budget buys safety instead of a lucky cut.
+ * A plan with a middle stage that keeps all it is given is no candidate: the plan without
+ * that stage hands the same candidates on for less (and "most pairs for the stage before"
+ * must not reward a stage for scoring without cutting).
  * `allow` restricts the candidates (plans keeping every stage). Undefined when no allowed
  * plan meets the budget on these queries.
  */
@@ -140,7 +143,7 @@ export function chooseOnSubset(
 ): PlanPoint | undefined {
   const fits: { p: PlanPoint; ndcg: number; latency: number }[] = [];
   for (const p of points) {
-    if (!allow(p)) continue;
+    if (!allow(p) || cutsNothing(p.plan)) continue;
     const s = subsetStats(p.eval, idx, stat);
     if (s.latency <= budgetMs) fits.push({ p, ...s });
   }
@@ -159,6 +162,13 @@ export function chooseOnSubset(
     return a.f.latency - b.f.latency;
   });
   return keyed[0].f.p;
+}
+
+/** True when a stage between the first and the last keeps at least as many as it receives. */
+export function cutsNothing(plan: Plan): boolean {
+  const steps = plan.steps;
+  for (let j = 1; j < steps.length - 1; j++) if (steps[j].k >= steps[j - 1].k) return true;
+  return false;
 }
 
 function meanAt(values: ArrayLike<number>, idx: readonly number[]): number {

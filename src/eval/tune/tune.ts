@@ -584,7 +584,7 @@ export async function tuneOnPools(tunePools: Pools, testPools: Pools, o: TuneCho
       qualityRetained: heavyFull['nDCG@10'] > 0 ? final.test['nDCG@10'] / heavyFull['nDCG@10'] : NaN,
       heavyPairsAvoided: heavyFull.pairs[heavyName] > 0 ? 1 - (final.test.pairs[heavyName] ?? 0) / heavyFull.pairs[heavyName] : NaN,
     },
-    spec: planToSpec(tunePools, plan, finalK, o.spec.name, calibrations),
+    spec: planToSpec(tunePools, plan, finalK, o.spec.name),
     epsilon: o.epsilon,
     resamples: o.resamples,
     seed: o.seed,
@@ -657,10 +657,10 @@ function judgeLoss(cvGain: number, interval: Interval, allowed: number, cvSkippe
 /**
  * Writes a plan as a cascade spec `winnow eval --spec` and `winnow serve` run: the original
  * stage entries with the chosen cut-offs, fusion as a `linear`/`rrf` stage over the
- * rerankers, the early exit as an `earlyExit` stage around the last stage. Fitted
- * calibrations are recorded under `calibration` by stage name, for thresholds to use.
+ * rerankers, the early exit as an `earlyExit` stage around the last stage. The fitted
+ * calibrations are not spec keys: `winnow tune -o` lists them in comments (`tuneSpecYaml`).
  */
-export function planToSpec(pools: Pools, plan: Plan, finalK: number, name: string | undefined, calibrations: Map<number, Calibration>): CascadeSpec {
+export function planToSpec(pools: Pools, plan: Plan, finalK: number, name: string | undefined): CascadeSpec {
   const entry = (s: number) => ({ ...pools.stages[s].spec });
   const stages: unknown[] = [];
   const first = plan.steps[0];
@@ -686,9 +686,5 @@ export function planToSpec(pools: Pools, plan: Plan, finalK: number, name: strin
     }
     stages.push(lastStage, { top: finalK });
   }
-  const spec: CascadeSpec & { calibration?: Record<string, unknown> } = { name: `${name ?? 'cascade'}-tuned`, stages };
-  if (calibrations.size > 0) {
-    spec.calibration = Object.fromEntries([...calibrations].map(([s, c]) => [pools.stages[s].name, describeCalibration(c)]));
-  }
-  return spec;
+  return { name: `${name ?? 'cascade'}-tuned`, stages };
 }
