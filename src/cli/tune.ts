@@ -87,6 +87,8 @@ tuning queries. Every plan within the budget whose paired-bootstrap interval of 
 the best's reaches -(--min-gain) counts as good as the best, and of those the plan giving
 the last stage the most candidates (then the stage before it; then the cheaper) is chosen:
 the one closest to the heavy stage over the whole pool, whose quality the cascade keeps.
+A plan whose middle stage keeps all it is given is no candidate (the plan without it hands
+on the same candidates for less).
 
 Costs: a reranker with a document-side cache (bi-encoder, late interaction) is costed cold:
 a fresh scorer without the disk cache embeds 10 and then 64 documents it has never seen, per
