@@ -33,7 +33,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import autocannon from 'autocannon';
 import { Costs } from '../src/core/costs.js';
 import type { Doc } from '../src/core/types.js';
 import { Pipeline } from '../src/cascade/pipeline.js';
@@ -42,7 +41,7 @@ import { loadScorer } from '../src/rerank/load.js';
 import { Rerank } from '../src/rerank/rerank.js';
 import { BatchingScorer, isMultiQueryScorer } from '../src/serve/batcher.js';
 import { createServer } from '../src/serve/server.js';
-import { median, readJsonl } from './common.js';
+import { cannon, median, readJsonl, settle } from './common.js';
 
 const { values } = parseArgs({
   options: {
@@ -124,7 +123,7 @@ async function inProcess(p: Pipeline, workload: Workload, clients: number, secon
 async function throughServer(url: string, workload: Workload, clients: number, amount: number): Promise<Omit<Cell, 'mode' | 'model'>> {
   const docs = WORKLOADS[workload];
   let next = 0;
-  const r = await autocannon({
+  const { result: r, seconds: secs } = await cannon({
     url: `${url}/v2/rerank`,
     connections: clients,
     amount,
@@ -132,7 +131,6 @@ async function throughServer(url: string, workload: Workload, clients: number, a
     headers: { 'content-type': 'application/json' },
     requests: [{ setupRequest: (req) => ({ ...req, body: JSON.stringify({ model: 'ce', query: queries[next++ % queries.length], documents: docs }) }) }],
   });
-  const secs = (r.finish.getTime() - r.start.getTime()) / 1000;
   return {
     workload,
     clients,
@@ -142,11 +140,6 @@ async function throughServer(url: string, workload: Workload, clients: number, a
     p99: r.latency.p99,
     errors: r.errors + r.non2xx + r.timeouts,
   };
-}
-
-/** a pause between cells, so one cell's stragglers (GC, sockets closing) do not bill the next */
-function settle(): Promise<void> {
-  return new Promise((r) => setTimeout(r, 300));
 }
 
 async function startServer(model: string, batching: boolean): Promise<{ child: ChildProcess; url: string }> {

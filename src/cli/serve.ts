@@ -16,8 +16,9 @@ const L = DEFAULT_LIMITS;
 export const SERVE_COMMAND = command({
   name: 'serve',
   synopsis: ['--spec cascade.yaml [flags]'],
-  about: `Every flag but --spec, --plugin, --no-batching, --no-warm-up and --public-metrics can also be
-set in the spec's serve: section (max_docs: 500 for --max-docs); the command line wins.`,
+  about: `Every flag but --spec, --plugin, --no-batching, --no-score-cache, --no-warm-up and
+--public-metrics can also be set in the spec's serve: section (max_docs: 500 for --max-docs); the
+command line wins.`,
   flags: {
     spec: { type: 'string', arg: 'FILE', help: 'cascade spec (YAML/JSON): {name?, stages} or {cascades: {name: {stages}}}, optional serve: section' },
     port: { type: 'string', arg: 'N', default: '8080', help: '0 picks a free port' },
@@ -33,6 +34,10 @@ set in the spec's serve: section (max_docs: 500 for --max-docs); the command lin
     },
     queue: { type: 'string', arg: 'N', default: '1024', help: 'most pairs waiting per model; beyond it requests get 429' },
     'no-batching': { type: 'boolean', help: 'call scorers directly, without micro-batching' },
+    'no-score-cache': {
+      type: 'boolean',
+      help: 'score every pair: no score cache, in memory or in the --redis tier\n(benchmarks; a bi-encoder\'s stored embeddings are unaffected)',
+    },
     ...PLUGIN_FLAG,
     'max-docs': { type: 'string', arg: 'N', default: String(L.maxDocs), help: 'documents per request' },
     'max-doc-chars': { type: 'string', arg: 'N', default: String(L.maxDocChars), help: 'characters per document' },
@@ -227,7 +232,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     limits,
     apiKeys,
     publicMetrics: values['public-metrics'] === true,
-    cache: new ScoreCache({ maxEntries: 200_000, shared }),
+    cache: values['no-score-cache'] ? false : new ScoreCache({ maxEntries: 200_000, shared }),
   });
   const url = await server.listen(port, host);
   process.stdout.write(

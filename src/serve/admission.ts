@@ -16,7 +16,7 @@ import type { CascadeRunner } from './run.js';
  * of the request (the response, other stages) needs time too, so a request predicted to finish
  * just on time would often finish just late: a 504 after its model time was spent.
  */
-const ADMIT_SHARE = 0.8;
+export const ADMIT_SHARE = 0.8;
 
 /** Routes whose body may carry its own `deadline_ms`, longer than the server default. */
 const BODY_DEADLINE_ROUTES = new Set(['/v1/cascade', '/v1/search']);

@@ -37,6 +37,9 @@ export interface RunContext {
   gone?: Cancellation;
 }
 
+/** What a phase's cost estimate keeps each time a request skips the phase on it. */
+const SKIP_DECAY = 0.8;
+
 /** The deadline passed before any scoring phase completed. */
 export class DeadlineError extends WinnowError {
   constructor(
@@ -126,7 +129,16 @@ export class CascadeRunner {
         const now = performance.now();
         const cost = this.cost[phase.index];
         const estimate = phase.retrieves ? cost : cost * batch[0].hits.length;
-        if (now >= deadline || (cost > 0 && now + estimate > deadline)) return overrun(phase);
+        if (now >= deadline) return overrun(phase);
+        if (cost > 0 && now + estimate > deadline) {
+          // A phase skipped on its estimate does not run, so nothing else would ever correct the
+          // estimate; and one timed out behind a queue records the queueing as its cost. Left
+          // alone, one overload burst would skip (or 504) every later request until a restart.
+          // Each skip lowers the estimate a little, so a later request runs the phase and
+          // measures it again; a phase that really is this slow times out and sets it back.
+          this.cost[phase.index] = cost * SKIP_DECAY;
+          return overrun(phase);
+        }
         started = now;
         return 'run';
       },

@@ -317,6 +317,29 @@ test('deadline: a slow later stage is skipped (degraded); nothing completed give
   }
 });
 
+test('deadline: after a timeout, requests skipped on the learnt cost let the stage run again before long', async () => {
+  const slow = new GatedScorer();
+  const { server, url } = await start({ cascades: new Map([['slow', new Pipeline([new Rerank(slow)])]]), cache: false });
+  try {
+    slow.hold();
+    // one overload: the model does not answer within 500 ms, which is now the stage's cost for 4 documents
+    const late = await post(`${url}/v2/rerank`, { query: QUERY, documents: DOCS }, { 'x-request-deadline-ms': '500' });
+    assert.equal(late.status, 504);
+    slow.release();
+    const calls = slow.started;
+    // the model is fast again; without a way back every request with a smaller budget would be refused unseen, forever
+    let status = 0;
+    for (let i = 0; i < 20 && status !== 200; i++) {
+      status = (await post(`${url}/v2/rerank`, { query: QUERY, documents: DOCS }, { 'x-request-deadline-ms': '400' })).status;
+    }
+    assert.equal(status, 200);
+    assert.ok(slow.started > calls, 'the stage ran again');
+  } finally {
+    slow.release();
+    await server.close();
+  }
+});
+
 test('close() does not wait for keep-alive or never-used connections', { timeout: 10_000 }, async () => {
   // client timeouts far beyond the test's: if close() waited for them, the test would time out
   const limits = { headersTimeoutMs: 600_000, requestTimeoutMs: 600_000 };
