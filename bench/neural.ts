@@ -95,44 +95,10 @@ async function timed<T>(fn: () => Promise<T>): Promise<[T, Timing]> {
 }
 
 /** a peer's JSON output, or its error (the last lines of its stderr) */
-function tryPython(python: string, args: string[]): PeerOutput | string {
+function tryPeer(python: string, args: string[]): PeerOutput | string {
   const r = spawnSync(python, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
   if (r.status !== 0) return `exit ${r.status}: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
   return JSON.parse(r.stdout.trim().split('\n').pop() as string) as PeerOutput;
-}
-
-/** the slice of fastembed's npm port the bench uses */
-interface FastembedJs {
-  embed(texts: string[], batchSize?: number): AsyncGenerator<number[][]>;
-}
-
-/**
- * fastembed (npm) on a local folder: EmbeddingModel.CUSTOM with modelAbsoluteDirPath. It insists
- * on special_tokens_map.json, which a folder pulled from a registry may lack; then the bench
- * stages a folder of links plus that map written from tokenizer_config.json's tokens.
- */
-async function loadFastembedJs(dir: string, modelName: string, work: string): Promise<FastembedJs> {
-  const fe = (await import('fastembed')) as unknown as {
-    EmbeddingModel: { CUSTOM: string };
-    FlagEmbedding: { init(o: Record<string, unknown>): Promise<FastembedJs> };
-  };
-  let folder = dir;
-  if (!fs.existsSync(path.join(dir, 'special_tokens_map.json'))) {
-    folder = path.join(work, 'fastembed-js-bi');
-    fs.mkdirSync(folder, { recursive: true });
-    for (const f of fs.readdirSync(dir)) if (!fs.existsSync(path.join(folder, f))) fs.symlinkSync(path.join(dir, f), path.join(folder, f));
-    const tc = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
-    const map: Record<string, unknown> = {};
-    for (const k of ['cls_token', 'sep_token', 'pad_token', 'unk_token', 'mask_token']) if (typeof tc[k] === 'string') map[k] = tc[k];
-    fs.writeFileSync(path.join(folder, 'special_tokens_map.json'), JSON.stringify(map));
-  }
-  return fe.FlagEmbedding.init({ model: fe.EmbeddingModel.CUSTOM, modelAbsoluteDirPath: folder, modelName, maxLength: 512, showDownloadProgress: false });
-}
-
-async function fastembedJsEmbed(fe: FastembedJs, texts: string[], batchSize: number): Promise<number> {
-  let n = 0;
-  for await (const batch of fe.embed(texts, batchSize)) n += batch.length;
-  return n;
 }
 
 /** FLOPs of a BERT encoder over `batches` of padded [rows, length] inputs (see file comment) */
@@ -295,7 +261,7 @@ async function main(): Promise<void> {
       samples[key] = Array.from(scores.slice(0, 10));
     }]);
   }
-  // Python peers: one process per system per round (model load and a warm-up call untimed);
+  // Peers in their own processes (Python; fastembed-js): one per system per round (model load and a warm-up call untimed);
   // a prepare call before the rounds makes each peer's exports (ONNX O-level, int8, OpenVINO IR)
   // and drops, with its error in the report, a peer that cannot run here
   const pyPeers: { key: string; python: string; args: string[] }[] = [];
@@ -312,6 +278,19 @@ async function main(): Promise<void> {
       py(`st-ov-${kind}-${precision}`, values['python-openvino']!, 'openvino', precision);
       py(`fastembed-${kind}-${precision}`, values['python-onnx']!, 'fastembed', precision);
     }
+    // what a user of OpenVINO gets by default on this CPU (AVX512_BF16): bf16 arithmetic
+    py(`st-ov-${kind}-bf16`, values['python-openvino']!, 'openvino', 'bf16');
+  }
+  if (!skip.has('bi')) {
+    // fastembed's npm port: FlagEmbedding on the same ONNX files (EmbeddingModel.CUSTOM reads a
+    // local folder), in a child process (bench/neural_fastembed.ts says why). It has no
+    // cross-encoder, no thread option and pads every text to its max length.
+    for (const precision of ['fp32', 'int8']) {
+      const key = `fastembed-js-bi-${precision}`;
+      if (skipped(key)) continue;
+      const args = [path.join(import.meta.dirname, 'neural_fastembed.js'), '--model', biDir, '--model-file', precision === 'int8' ? 'onnx/model_quantized.onnx' : 'onnx/model.onnx', '--inputs', biInputs, '--work', work, '--batch-size', String(batchSize)];
+      pyPeers.push({ key, python: process.execPath, args });
+    }
   }
   const peerOut: Record<string, PeerOutput> = {};
   const peerErrors: Record<string, string> = {};
@@ -322,7 +301,7 @@ async function main(): Promise<void> {
       continue;
     }
     log(`preparing ${p.key}`);
-    const r = tryPython(p.python, p.args);
+    const r = tryPeer(p.python, p.args);
     if (typeof r === 'string') {
       peerErrors[p.key] = r;
       log(`${p.key} cannot run: ${r}`);
@@ -330,7 +309,7 @@ async function main(): Promise<void> {
     }
     peerOut[p.key] = r;
     tasks.push([p.key, async () => {
-      const out = tryPython(p.python, p.args);
+      const out = tryPeer(p.python, p.args);
       if (typeof out === 'string') fail(`${p.key} failed mid-run: ${out}`);
       peerOut[p.key] = out;
       push(p.key, out.times[0]);
@@ -344,24 +323,6 @@ async function main(): Promise<void> {
         const [, t] = await timed(() => bi.embedDocs(biDocs));
         push(key, t);
       }]);
-    }
-    // fastembed's npm port: FlagEmbedding on the same ONNX files (EmbeddingModel.CUSTOM reads a
-    // local folder). It has no cross-encoder, no thread option (ONNX Runtime's default: one
-    // thread per core, = --threads on this 2-core machine) and pads every text to its max length.
-    for (const precision of ['fp32', 'int8']) {
-      const key = `fastembed-js-bi-${precision}`;
-      if (skipped(key)) continue;
-      try {
-        const fe = await loadFastembedJs(biDir, precision === 'int8' ? 'onnx/model_quantized.onnx' : 'onnx/model.onnx', work);
-        await fastembedJsEmbed(fe, biDocs.slice(0, 8).map(docText), batchSize);
-        tasks.push([key, async () => {
-          const [, t] = await timed(() => fastembedJsEmbed(fe, biDocs.map(docText), batchSize));
-          push(key, t);
-        }]);
-      } catch (e) {
-        peerErrors[key] = (e as Error).message;
-        log(`${key} cannot run: ${peerErrors[key]}`);
-      }
     }
   }
   for (let r = 0; r < rounds; r++) {
@@ -439,6 +400,11 @@ async function main(): Promise<void> {
       if (py) goals.push({ goal: `${kind} ${precision}: >= 1.3x the best Python peer`, peer: py, ratio: ratio(ours, py), target: 1.3, met: ratio(ours, py) >= 1.3 });
     }
     if (times[`winnow-${kind}-int8`] && times[`st-${kind}-fp32`]) ratios[`winnow-${kind}-int8 vs st-${kind}-fp32 (torch)`] = ratio(`winnow-${kind}-int8`, `st-${kind}-fp32`);
+    // bf16 is no precision Winnow runs: compared with both of Winnow's, no goal
+    for (const precision of ['fp32', 'int8']) {
+      const ours = `winnow-${kind}-${precision}`;
+      if (times[ours] && times[`st-ov-${kind}-bf16`]) ratios[`${ours} vs st-ov-${kind}-bf16`] = ratio(ours, `st-ov-${kind}-bf16`);
+    }
   }
   const gflops = {
     formula: 'per sequence per layer: 2*T*(4*h^2 + 2*h*i) + 4*T^2*h (T = padded length); embeddings, LayerNorm, softmax, GELU, classifier not counted',

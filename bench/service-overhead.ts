@@ -8,7 +8,7 @@
  *
  * The model: a cross-encoder shaped like ms-marco-MiniLM-L-6-v2 with random weights (speed
  * depends on the shape, not the values), made by
- * `/work/main/.venv/models/bin/python tools/make_bench_models.py --shape minilm-l6` into
+ * `.venv/models/bin/python tools/make_bench_models.py --shape minilm-l6` into
  * bench/.work/minilm-l6-ce (git-ignored). int8 (`onnx/model_quantized.onnx`) by default, the
  * variant one serves on a CPU and the faster one, so the harder test of the overhead; `--fp32`
  * for `onnx/model.onnx`. Texts: SciFact (../shared/datasets/scifact), documents = title + " " +
