@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Prototype: static int8 (calibrated activations) next to dynamic int8, for an ONNX text encoder.
+"""Static int8 (calibrated activations) next to dynamic int8, for an ONNX text encoder: a measurement
+tool, results in bench/results/static-int8.md (through ONNX Runtime it is slower than dynamic).
 
 Writes MODEL_DIR/onnx/model_static_int8.onnx (QDQ, per-channel int8 weights, activation ranges from
 calibration texts) and prints one JSON line comparing fp32, the folder's dynamic int8 (--dynamic,
@@ -107,6 +108,8 @@ def main() -> int:
         extra_options={"ActivationSymmetric": args.activation == "int8", "WeightSymmetric": True},
     )
     quant_s = time.perf_counter() - t
+    if src_q != src:
+        os.remove(src_q)
 
     files = {"fp32": src, **({"dynamic": args.dynamic} if args.dynamic else {}), "static": out}
     sessions = {}
