@@ -117,6 +117,11 @@ interface ServeResult {
   rssAtEndMb: number;
   /** sum of the scores of every top-10 hit: equal across readers when they score alike */
   checksum: number;
+  /**
+   * paged reader only: the text of every top-10 hit read by id, as a reranking stage does.
+   * `firstGetSeconds` includes building the id table; `qps` is queries/s of search + 10 reads.
+   */
+  fetch?: { firstGetSeconds: number; qps: number; rssMb: number };
 }
 
 /** One reader in this (fresh) process: open, then the query passes; prints JSON. */
@@ -125,8 +130,9 @@ function serve(reader: string): void {
   const queries = makeQueries();
   const o0 = performance.now();
   let search: (q: string, k: number) => { score: number }[];
+  let collection: Collection | undefined;
   if (reader === 'paged') {
-    const c = Collection.open(DIR);
+    const c = (collection = Collection.open(DIR));
     search = (q, k) => c.searchBm25(q, k);
   } else {
     // The pre-format-2 reader: every segment file read whole (sha256 checked), dictionaries as maps.
@@ -148,8 +154,20 @@ function serve(reader: string): void {
   const k1000 = pass(1000);
   let checksum = 0;
   for (const q of queries) for (const h of search(q, 10)) checksum += h.score;
+  let fetch: ServeResult['fetch'];
+  if (collection) {
+    const c = collection;
+    const g0 = performance.now();
+    c.get(c.searchBm25(queries[0], 1)[0].docId);
+    const firstGetSeconds = (performance.now() - g0) / 1000;
+    const f0 = performance.now();
+    let chars = 0;
+    for (const q of queries) for (const h of c.searchBm25(q, 10)) chars += c.get(h.docId)!.text.length;
+    if (chars === 0) throw new Error('fetched documents have no text');
+    fetch = { firstGetSeconds, qps: queries.length / ((performance.now() - f0) / 1000), rssMb: mb(process.memoryUsage().rss) };
+  }
   clearInterval(timer);
-  const out: ServeResult = { reader, openSeconds, rssAfterOpenMb: mb(rssAfterOpen), qps: { k10first, k10second, k1000 }, peakRssMb: mb(vmHwm()), rssAtEndMb: mb(process.memoryUsage().rss), checksum };
+  const out: ServeResult = { reader, openSeconds, rssAfterOpenMb: mb(rssAfterOpen), qps: { k10first, k10second, k1000 }, peakRssMb: mb(vmHwm()), rssAtEndMb: mb(process.memoryUsage().rss), checksum, ...(fetch ? { fetch } : {}) };
   process.stdout.write(`${JSON.stringify(out)}\n`);
 }
 
@@ -223,7 +241,8 @@ async function main(): Promise<void> {
   const b = built as { buildSeconds: number; docsPerSecond: number; tokens: number; segmentWritePeakRssMb: number; rssAtStartMb: number; buildPeakRssMb: number };
   const la = (l: number[]): string => l.map((x) => x.toFixed(1)).join(' ');
   const row = (r: ServeResult): string =>
-    `| ${r.reader} | ${r.openSeconds.toFixed(2)} s | ${r.rssAfterOpenMb} MB | ${r.qps.k10first.toFixed(1)} | ${r.qps.k10second.toFixed(1)} | ${r.qps.k1000.toFixed(1)} | ${r.peakRssMb} MB | ${r.checksum.toFixed(3)} |`;
+    `| ${r.reader} | ${r.openSeconds.toFixed(2)} s | ${r.rssAfterOpenMb} MB | ${r.qps.k10first.toFixed(1)} | ${r.qps.k10second.toFixed(1)} | ${r.qps.k1000.toFixed(1)} | ` +
+    `${r.fetch ? `${r.fetch.firstGetSeconds.toFixed(2)} s | ${r.fetch.qps.toFixed(1)} | ${r.fetch.rssMb} MB` : '– | – | –'} | ${r.peakRssMb} MB | ${r.checksum.toFixed(3)} |`;
   const md = [
     `## ${DOCS.toLocaleString('en-US')} documents`,
     '',
@@ -241,10 +260,11 @@ async function main(): Promise<void> {
     `| peak RSS of the build including the commit (which opens the new generation) | ${b.buildPeakRssMb} MB |`,
     `| open with full sha256 verification of every file (no verify cache) | ${openFullSeconds.toFixed(1)} s |`,
     '',
-    'Serving, each reader in a fresh process, in this order (200 queries of 2-4 words; "first" = postings not yet in the cache; checksum = sum of all top-10 scores):',
+    'Serving, each reader in a fresh process, in this order (200 queries of 2-4 words; "first" = postings not yet in the cache; ' +
+      '"+ read 10 docs" = top 10 and the text of each hit read by id, as a reranking stage does; its first read builds the id table; checksum = sum of all top-10 scores):',
     '',
-    '| reader | open | RSS after open | q/s top 10, first | q/s top 10, second | q/s top 1000 | peak RSS of the process | checksum |',
-    '|---|---|---|---|---|---|---|---|',
+    '| reader | open | RSS after open | q/s top 10, first | q/s top 10, second | q/s top 1000 | first read by id | q/s top 10 + read 10 docs | RSS after reads | peak RSS of the process | checksum |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...runs.map(row),
   ].join('\n');
   fs.writeFileSync(`bench/results/${OUT}.md`, `${md}\n`);

@@ -133,6 +133,27 @@ test('duplicate ids are rejected, or replaced with upsert; empty documents error
   c.close();
 });
 
+test('ids across segments of one write and of the committed ones: upsert finds a copy already flushed, lookups survive reopening', async () => {
+  const dir = tmpDir('ids');
+  const c = Collection.create(dir, { segmentDocs: 3 });
+  await c.add(corpus(7), { progress: false });
+  // 'x' lands in this write's first segment, which is flushed before its second copy arrives
+  const docs: Doc[] = [{ id: 'x', text: 'first x' }, { id: 'd1', text: 'new d1' }, { id: 'y', text: 'y' }, { id: 'z', text: 'z' }, { id: 'x', text: 'second x' }, { id: 'ünï', text: 'unicode id' }];
+  const r = await c.add(docs, { upsert: true, progress: false });
+  assert.deepEqual([r.added, r.replaced], [4, 2]);
+  await assert.rejects(c.add([{ id: 'd6', text: 'again' }], { progress: false }), /duplicate document id "d6"/);
+  c.close();
+  const again = Collection.open(dir);
+  assert.equal(again.size, 11);
+  assert.deepEqual(['x', 'd1', 'ünï', 'd6', 'd0'].map((id) => again.get(id)?.text.slice(0, 8)), ['second x', 'new d1', 'unicode ', ...['d6', 'd0'].map((id) => corpus(7).find((d) => d.id === id)!.text.slice(0, 8))]);
+  assert.equal(again.has('un'), false);
+  assert.equal(again.get('d7'), undefined);
+  const del = await again.delete(['x', 'nope']);
+  assert.deepEqual([del.deleted, del.missing], [1, ['nope']]);
+  assert.equal(again.has('x'), false);
+  again.close();
+});
+
 test('a truncated or tampered file is reported as corrupt, naming the file', async () => {
   const dir = tmpDir('corrupt');
   const c = Collection.create(dir, { embedder: new HashEmbedder(16) });

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import { crc32 } from 'node:zlib';
 import type { LRUCache } from 'lru-cache';
 import { WinnowError } from '../../core/errors.js';
+import { hashBytes } from '../ids.js';
 import {
   analyzerFlags,
   checkVersion,
@@ -44,6 +45,9 @@ export interface Bm25Source {
   postingCount(t: number): number;
   postings(t: number): Postings;
   docId(d: number): string;
+  /** the hash of doc `d`'s id bytes (`hashBytes`), and whether they equal `key`: id tables use them without making strings */
+  docIdHash(d: number): number;
+  docIdEquals(d: number, key: Uint8Array): boolean;
   close(): void;
 }
 
@@ -171,6 +175,14 @@ export class PagedBm25File implements Bm25Source {
     return this.r.docIdBlob.toString('utf8', this.r.docIdStarts[d], this.r.docIdStarts[d + 1]);
   }
 
+  docIdHash(d: number): number {
+    return hashBytes(this.r.docIdBlob, this.r.docIdStarts[d], this.r.docIdStarts[d + 1]);
+  }
+
+  docIdEquals(d: number, key: Uint8Array): boolean {
+    return this.r.docIdBlob.compare(key, 0, key.length, this.r.docIdStarts[d], this.r.docIdStarts[d + 1]) === 0;
+  }
+
   close(): void {
     if (this.fd < 0) return;
     fs.closeSync(this.fd);
@@ -212,6 +224,14 @@ export class MemoryBm25File implements Bm25Source {
 
   docId(d: number): string {
     return this.data.docIds[d];
+  }
+
+  docIdHash(d: number): number {
+    return hashBytes(Buffer.from(this.data.docIds[d], 'utf8'));
+  }
+
+  docIdEquals(d: number, key: Uint8Array): boolean {
+    return Buffer.from(this.data.docIds[d], 'utf8').equals(key);
   }
 
   close(): void {}

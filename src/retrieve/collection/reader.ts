@@ -11,7 +11,8 @@ import { REBUILD_HINT } from './files.js';
 import { repairHint, type Manifest, type SegmentEntry } from './manifest.js';
 import { readFloat32s, readInt32s } from './segment-writer.js';
 import { DocStore, readMeta } from './store.js';
-import { SegmentVectors, StoredVectors, docOf, locOf, segOf, type Loc } from './vectors.js';
+import { IdTable } from '../ids.js';
+import { SegmentVectors, StoredVectors, docOf, locOf, segOf, type IdLookup, type Loc } from './vectors.js';
 
 /**
  * The read side of a collection: one generation's segments opened for lookups and search
@@ -49,8 +50,12 @@ export const DEFAULT_POSTINGS_CACHE_BYTES = 256 * 2 ** 20;
 export class OpenGeneration {
   readonly segments: LoadedSegment[] = [];
   /** id and key lookups, built on first use: a generation that only searches never pays for them */
-  private idMap?: Map<string, Loc>;
+  private idTable?: IdTable;
   private keyMap?: Map<number, Loc>;
+  /** the first ordinal of each segment in the id table (one more entry: the total) */
+  private readonly ordStarts: number[] = [0];
+  /** live id -> location, for the stored vectors' lookups */
+  private readonly idLookup: IdLookup = { get: (id) => this.locOfId(id) };
   private readonly postingsCache: PostingsCache;
   readonly bm25: SegmentedBm25;
   readonly ann: AnnIndex | null = null;
@@ -117,21 +122,41 @@ export class OpenGeneration {
     seg.store.open();
     for (const v of models.values()) v.open();
     this.segments.push(seg);
+    this.ordStarts.push(this.ordStarts[this.ordStarts.length - 1] + entry.docs);
     let dead = 0;
     if (deleted) for (let d = 0; d < entry.docs; d++) dead += deleted[d];
     this.liveCount += entry.docs - dead;
   }
 
-  /** live id -> location, built on first use (a map of every id: seconds and hundreds of MB at millions of documents) */
-  private get ids(): Map<string, Loc> {
-    if (!this.idMap) {
-      const m = new Map<string, Loc>();
-      this.segments.forEach((s, si) => {
-        for (let d = 0; d < s.entry.docs; d++) if (!s.deleted?.[d]) m.set(s.bm25.docId(d), locOf(si, d));
-      });
-      this.idMap = m;
+  /** The location of a live id, or undefined. The id table is built on first use (about a second per ten million documents). */
+  private locOfId(id: string): Loc | undefined {
+    const ord = (this.idTable ??= this.buildIdTable()).find(Buffer.from(id, 'utf8'));
+    if (ord < 0) return undefined;
+    const si = this.segmentOfOrd(ord);
+    return locOf(si, ord - this.ordStarts[si]);
+  }
+
+  private buildIdTable(): IdTable {
+    const t = new IdTable((ord, key) => {
+      const si = this.segmentOfOrd(ord);
+      return this.segments[si].bm25.docIdEquals(ord - this.ordStarts[si], key);
+    }, this.liveCount);
+    this.segments.forEach((s, si) => {
+      const base = this.ordStarts[si];
+      for (let d = 0; d < s.entry.docs; d++) if (!s.deleted?.[d]) t.addNew(s.bm25.docIdHash(d), base + d);
+    });
+    return t;
+  }
+
+  private segmentOfOrd(ord: number): number {
+    let lo = 0;
+    let hi = this.segments.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (this.ordStarts[mid] <= ord) lo = mid;
+      else hi = mid - 1;
     }
-    return this.idMap;
+    return lo;
   }
 
   /** live vector key -> location, built on first use (dense search through the graph) */
@@ -169,29 +194,29 @@ export class OpenGeneration {
       const dim = c.model.dim;
       out = new StoredVectors(
         c.model,
-        this.ids,
+        this.idLookup,
         this.segments.map((s) => new SegmentVectors(path.join(this.dir, s.entry.vectors!), s.entry.docs, dim, this.vectorsOf(s))),
       );
     } else {
       const model = this.m.models?.find((m) => m.id === modelId);
-      if (model) out = new StoredVectors(model, this.ids, this.segments.map((s) => s.models.get(modelId)));
+      if (model) out = new StoredVectors(model, this.idLookup, this.segments.map((s) => s.models.get(modelId)));
     }
     this.stored.set(modelId, out);
     return out;
   }
 
   has(id: string): boolean {
-    return this.ids.has(id);
+    return this.locOfId(id) !== undefined;
   }
 
   get(id: string): Doc | undefined {
-    const loc = this.ids.get(id);
+    const loc = this.locOfId(id);
     return loc === undefined ? undefined : this.segments[segOf(loc)].store.get(docOf(loc));
   }
 
   /** Where a live id is in this generation, or undefined. */
   place(id: string): DocPlace | undefined {
-    const loc = this.ids.get(id);
+    const loc = this.locOfId(id);
     if (loc === undefined) return undefined;
     const s = this.segments[segOf(loc)];
     return { segId: s.entry.id, local: docOf(loc), key: s.keys[docOf(loc)] };

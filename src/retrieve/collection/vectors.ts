@@ -11,6 +11,11 @@ import { pad, type SegmentEntry, type StoredModel } from './manifest.js';
 /** A document's place: segment number in the manifest's list and local document number. */
 export type Loc = number;
 const SEG_SHIFT = 2 ** 32;
+/** live id -> location (the open generation's id table) */
+export interface IdLookup {
+  get(id: string): Loc | undefined;
+}
+
 export const locOf = (seg: number, doc: number): Loc => seg * SEG_SHIFT + doc;
 export const segOf = (loc: Loc): number => Math.floor(loc / SEG_SHIFT);
 export const docOf = (loc: Loc): number => loc % SEG_SHIFT;
@@ -179,7 +184,7 @@ export class SegmentVectors {
 export class StoredVectors {
   constructor(
     readonly model: StoredModel,
-    private readonly ids: ReadonlyMap<string, Loc>,
+    private readonly ids: IdLookup,
     /** per segment, in the collection's order; undefined where the segment lacks the model */
     readonly segments: readonly (SegmentVectors | undefined)[],
   ) {}

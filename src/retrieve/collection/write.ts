@@ -2,6 +2,7 @@ import { WinnowError } from '../../core/errors.js';
 import { Progress } from '../../core/progress.js';
 import type { Doc } from '../../core/types.js';
 import { IntVec } from '../bm25/index.js';
+import { IdLog, IdTable } from '../ids.js';
 import type { Embedder } from '../dense/embedder.js';
 import { updateAnn } from './ann.js';
 import type { Journal } from './journal.js';
@@ -83,29 +84,30 @@ export async function stageWrite(
     changed.add(segId);
     removedKeys.push(key);
   };
-  // Ids added by this write map to their key; the key's segment and local number sit in two
-  // int vectors (keys are handed out in sequence): a place object per id would cost ~50 more
-  // bytes each, half a gigabyte for a write of ten million documents.
-  const live = new Map<string, number>();
+  // Ids added by this write, by key - keyBase (keys are handed out in sequence): their bytes in
+  // a log, a compact table from id to the latest, and the key's segment and local number in two
+  // int vectors. Memory per added document is a few tens of bytes, not a Map entry and a string.
   const keyBase = next.nextKey;
+  const pendingIds = new IdLog();
+  const live = new IdTable((ord, key) => pendingIds.equals(ord, key));
   const pendingSeg = new IntVec();
   const pendingLocal = new IntVec();
-  /** live location of an id: committed (segment id, local, key) or pending in this write */
-  const lookup = (id: string): DocPlace | undefined => {
-    const key = live.get(id);
-    if (key !== undefined) return { segId: pendingSeg.data[key - keyBase], local: pendingLocal.data[key - keyBase], key };
+  /** live location of an id (`key` its UTF-8 bytes): committed (segment id, local, key) or pending in this write */
+  const lookup = (id: string, key: Buffer): DocPlace | undefined => {
+    const ord = live.find(key);
+    if (ord >= 0) return { segId: pendingSeg.data[ord], local: pendingLocal.data[ord], key: keyBase + ord };
     const at = current.place(id);
     return at && tomb.get(at.segId)?.has(at.local) ? undefined : at;
   };
 
+  // Deletes come before this write adds anything, so they only meet committed documents.
   for (const id of deleteIds) {
-    const at = lookup(id);
+    const at = lookup(id, Buffer.from(id, 'utf8'));
     if (!at) {
       report.missing.push(id);
       continue;
     }
     kill(at.segId, at.local, at.key);
-    live.delete(id);
     report.deleted++;
   }
 
@@ -141,7 +143,8 @@ export async function stageWrite(
       }
       throw new WinnowError('bad_input', `document #${n} ("${doc.id}") has no title and no text`, 'pass --skip-empty to skip such documents and count them');
     }
-    const old = lookup(doc.id);
+    const idBytes = Buffer.from(doc.id, 'utf8');
+    const old = lookup(doc.id, idBytes);
     if (mode === 'update' && !old) {
       throw new WinnowError('not_found', `cannot update document "${doc.id}" (document #${n}): it is not in collection "${base.name}"`, 'use --add (or --upsert) for new documents');
     }
@@ -165,7 +168,7 @@ export async function stageWrite(
       report.added++;
     }
     const key = next.nextKey++;
-    live.set(doc.id, key);
+    live.set(idBytes, pendingIds.push(idBytes));
     pendingSeg.push(next.nextSegment);
     pendingLocal.push(batch.length);
     batch.push(doc.title ? { id: doc.id, title: doc.title, text: doc.text } : { id: doc.id, text: doc.text });
