@@ -23,6 +23,9 @@ interface ResolvedTerm {
   df: number;
 }
 
+/** document lengths below this share a precomputed norm */
+const NORM_TABLE_LENGTHS = 1 << 16;
+
 /** query terms remembered with their per-segment numbers and df; a term costs a few hundred bytes */
 const TERM_CACHE_ENTRIES = 50_000;
 
@@ -63,11 +66,17 @@ export class SegmentedBm25 {
     }
     this.docCount = docCount;
     this.avgdl = docCount > 0 ? sumDocLen / docCount : 1;
+    // One norm per distinct length, not per document: at ten million documents computing it
+    // per document (Lucene's length quantisation included) was a third of opening a collection.
+    const norm = (len: number): number => lengthNorm(params, opts.lossyNorms ? quantizeLength(len) : len, this.avgdl);
+    const byLength = new Float32Array(NORM_TABLE_LENGTHS).fill(NaN);
     this.norms = segments.map((s) => {
       const lens = s.source.docLens;
       const out = new Float32Array(lens.length);
       for (let d = 0; d < lens.length; d++) {
-        out[d] = lengthNorm(params, opts.lossyNorms ? quantizeLength(lens[d]) : lens[d], this.avgdl);
+        const len = lens[d];
+        if (len >= NORM_TABLE_LENGTHS) out[d] = norm(len);
+        else out[d] = byLength[len] === byLength[len] ? byLength[len] : (byLength[len] = norm(len));
       }
       return out;
     });
