@@ -92,9 +92,9 @@ export async function stageWrite(
   const live = new IdTable((ord, key) => pendingIds.equals(ord, key));
   const pendingSeg = new IntVec();
   const pendingLocal = new IntVec();
-  /** live location of an id (`key` its UTF-8 bytes): committed (segment id, local, key) or pending in this write */
-  const lookup = (id: string, key: Buffer): DocPlace | undefined => {
-    const ord = live.find(key);
+  /** live location of an id (`idBytes` its UTF-8 bytes): committed (segment id, local, key) or pending in this write */
+  const lookup = (id: string, idBytes: Buffer): DocPlace | undefined => {
+    const ord = live.find(idBytes);
     if (ord >= 0) return { segId: pendingSeg.data[ord], local: pendingLocal.data[ord], key: keyBase + ord };
     const at = current.place(id);
     return at && tomb.get(at.segId)?.has(at.local) ? undefined : at;
