@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
+import { startServeCli } from '../helpers/serve-cli.js';
 import { winnow } from './run.js';
 
 /**
@@ -83,21 +82,8 @@ test('a plugin stage kind runs through winnow eval --spec: rows, costs and the f
 
 test('a plugin stage kind runs through winnow serve, Cohere shape', { timeout: 60_000 }, async () => {
   const { dir, spec } = fixture();
-  const child = spawn(process.execPath, [path.resolve('bin/winnow.js'), 'serve', '--spec', spec, '--corpus', path.join(dir, 'corpus.jsonl'), '--port', '0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, WINNOW_NO_PROGRESS: '1' },
-  });
-  let stderr = '';
-  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const { url, stop } = await startServeCli(['--spec', spec, '--corpus', path.join(dir, 'corpus.jsonl')]);
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      createInterface({ input: child.stdout }).on('line', (line) => {
-        const e = JSON.parse(line) as Record<string, unknown>;
-        if (e.event === 'listening') resolve(e.url as string);
-      });
-      child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
-    });
     const res = await fetch(`${url}/v2/rerank`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -111,7 +97,6 @@ test('a plugin stage kind runs through winnow serve, Cohere shape', { timeout: 6
     const metrics = await (await fetch(`${url}/metrics`)).text();
     assert.match(metrics, /winnow_stage_cost_total\{cascade="plugged",cost="plugin.reversals",stage="reverse",unit="units"\} 1/);
   } finally {
-    child.kill('SIGTERM');
-    await exited;
+    await stop();
   }
 });

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
+import { startServeCli } from '../helpers/serve-cli.js';
 
 const DOCS = ['the boundary layer thickens', 'wing flutter at high speed', 'heat transfer in laminar flow'];
 
@@ -21,24 +20,9 @@ test('winnow serve --no-score-cache scores a repeated request again and keeps no
   const dir = mkdtempSync(path.join(tmpdir(), 'winnow-nocache-'));
   const spec = path.join(dir, 'spec.yaml');
   writeFileSync(spec, `stages:\n  - rerank: ${path.resolve('test/fixtures/models/tiny-bert-ce')}\n    name: ce\n`);
-  const child = spawn(process.execPath, [path.resolve('bin/winnow.js'), 'serve', '--spec', spec, '--port', '0', '--no-score-cache'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, WINNOW_NO_PROGRESS: '1' },
-  });
-  let stderr = '';
-  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // after warm-up, so its pairs are counted before the first measurement
+  const { url, stop } = await startServeCli(['--spec', spec, '--no-score-cache'], 'ready');
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let at = '';
-      createInterface({ input: child.stdout }).on('line', (line) => {
-        const e = JSON.parse(line) as Record<string, unknown>;
-        if (e.event === 'listening') at = e.url as string;
-        // after warm-up, so its pairs are counted before the first measurement
-        if (e.event === 'ready') resolve(at);
-      });
-      child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
-    });
     const ask = async (): Promise<number[]> => {
       const res = await fetch(`${url}/v2/rerank`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: 'wing flutter', documents: DOCS }) });
       assert.equal(res.status, 200);
@@ -52,7 +36,6 @@ test('winnow serve --no-score-cache scores a repeated request again and keeps no
     assert.equal((await pairsScored(url)) - before, 2 * DOCS.length, 'both requests scored every pair');
     assert.doesNotMatch(await (await fetch(`${url}/metrics`)).text(), /^winnow_score_cache_lookups_total\{/m);
   } finally {
-    child.kill('SIGTERM');
-    await exited;
+    await stop();
   }
 });
